@@ -1,0 +1,60 @@
+# The README's two commands: `make test` and `make demo`. Both create .venv when it is missing and install into it.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.refilled-installed
+
+# Stable, faster CPU training: no mmap/munmap of activations on every step (see README, "Speed").
+export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184
+# The project machines keep the datasets beside the checkout; elsewhere data_root() falls back to ~/.cache/refilled.
+ifneq ($(wildcard ../shared/data),)
+export REFILLED_DATA ?= $(abspath ../shared/data)
+endif
+
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with experiments/nbval_sanitize.cfg
+PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: help install sync-check clean-check test docs readme demo clean
+
+help:
+	@echo "make test   - install, check notebooks/package sync and cleanliness, run all tests (notebooks, pytest, nbval, docs)"
+	@echo "make demo   - install and run the project's main job (see README)"
+	@echo "make docs   - build the docs site (_proc/ by nbdev; Quarto if installed, else offline HTML in _docs/)"
+	@echo "make readme - regenerate README.md from nbs/index.ipynb"
+
+$(STAMP): settings.ini setup.py constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]" $(PIP_QUIET)
+	$(BIN)/python -m pip check
+	@touch $@
+
+install: $(STAMP)
+
+# Notebooks are the source: exporting them must reproduce the committed package exactly.
+sync-check: install
+	@tools/unchanged.sh refilled -- $(BIN)/nbdev_export || { echo "Never edit refilled/*.py by hand: edit nbs/, run nbdev_export, commit both."; exit 1; }
+
+# Notebooks are committed clean (nbdev_clean leaves them unchanged).
+clean-check: install
+	@tools/unchanged.sh nbs -- $(BIN)/nbdev_clean || { echo "Notebooks must be committed clean: run nbdev_clean and commit."; exit 1; }
+
+# One pytest run, so one summary line counts everything: unit tests, one item per notebook in nbs/ (nbdev's runner,
+# `#| slow` and `#| gpu` cells skipped), the docs build, and nbval over the committed smoke-scale papermill runs.
+test: sync-check clean-check
+	$(BIN)/python -m pytest tests experiments/runs/smoke $(NBVAL)
+
+docs: install
+	$(BIN)/python tools/docs.py build
+
+readme: install
+	$(BIN)/python tools/docs.py readme
+
+# The project's main job. Until the training engine lands, that is the docs build.
+demo: docs
+
+clean:
+	rm -rf _proc _docs .pytest_cache

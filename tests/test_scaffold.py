@@ -1,0 +1,69 @@
+"The nbdev scaffold: settings, the one _quarto.yml, README/index agreement, tags surviving nbdev_clean."
+import configparser, json, re, shutil, subprocess, sys
+from pathlib import Path
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _cfg():
+    c = configparser.ConfigParser(delimiters=['=']); c.read(ROOT/'settings.ini'); return c['DEFAULT']
+
+
+def test_settings():
+    c = _cfg()
+    assert c['lib_name'] == 'refilled'
+    assert c['tst_flags'].split() == ['notest', 'slow', 'gpu']      # space separated, notest kept
+    assert c['allowed_cell_metadata_keys'] == 'tags'                # papermill's `parameters` survives nbdev_clean
+    assert c['readme_nb'] == 'index.ipynb' and c.getboolean('recursive')
+    assert not c.getboolean('update_pyproject')
+    reqs = c['requirements'].split()
+    torch_req = next(r for r in reqs if r.startswith('torch') and not r.startswith('torchvision'))
+    assert '>=' in torch_req and '==' not in torch_req                 # GPU machines keep their torch 2.11
+    assert not (ROOT/'pyproject.toml').exists()
+
+
+def test_one_quarto_yml():
+    link = ROOT/'nbs'/'_quarto.yml'
+    assert link.is_symlink() and link.resolve() == (ROOT/'_quarto.yml').resolve()
+
+
+def _shell_blocks(md: str):
+    return [b.strip() for b in re.findall(r'```(?:sh|bash|shell)\n(.*?)```', md, re.S)]
+
+
+def test_readme_and_index_agree_on_commands():
+    index = '\n\n'.join(c.source for c in nbformat.read(ROOT/'nbs'/'index.ipynb', as_version=4).cells
+                        if c.cell_type == 'markdown')
+    readme = (ROOT/'README.md').read_text(encoding='utf-8')
+    cmds = _shell_blocks(index)
+    assert any('make test' in b for b in cmds) and any('make demo' in b for b in cmds), cmds
+    assert _shell_blocks(readme) == cmds
+
+
+def test_readme_regenerates_from_index():
+    r = subprocess.run([sys.executable, 'tools/docs.py', 'readme', '--check'], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_parameters_tag_survives_nbdev_clean(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    c = nbformat.v4.new_code_cell('epochs = 1', execution_count=3)
+    c.metadata = {'tags': ['parameters'], 'papermill': {'duration': 0.1}}
+    nb.cells.append(c)
+    f = tmp_path/'exp.ipynb'; nbformat.write(nb, f)
+    r = subprocess.run([str(BIN/'nbdev_clean'), '--fname', str(f)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cell = json.loads(f.read_text())['cells'][0]
+    assert cell['execution_count'] is None               # the clean did run
+    assert cell['metadata'] == {'tags': ['parameters']}  # ...and kept the tag, dropping the rest
+
+
+def test_committed_notebooks_have_titles():
+    for f in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        if any(p.startswith(('_', '.')) for p in f.relative_to(ROOT/'nbs').parts): continue
+        first = nbformat.read(f, as_version=4).cells[0]
+        assert first.cell_type == 'markdown' and first.source.startswith('# '), f
+        assert '\n> ' in first.source, f'{f}: needs a `> subtitle` line'
