@@ -67,3 +67,18 @@ def test_committed_notebooks_have_titles():
         first = nbformat.read(f, as_version=4).cells[0]
         assert first.cell_type == 'markdown' and first.source.startswith('# '), f
         assert '\n> ' in first.source, f'{f}: needs a `> subtitle` line'
+
+
+def test_no_cell_mixes_imports_with_other_code():
+    "nbdev's docs build executes every cell that imports something; such a cell must hold imports only."
+    import ast
+    bad = []
+    for f in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        for i, c in enumerate(nbformat.read(f, as_version=4).cells):
+            if c.cell_type != 'code' or 'nbdev_export(' in c.source: continue   # nbdev's own idiom, skipped by its processors
+            src = '\n'.join(l for l in c.source.splitlines() if not l.lstrip().startswith(('%', '!')))
+            try: body = ast.parse(src).body
+            except SyntaxError: continue
+            kinds = {isinstance(s, (ast.Import, ast.ImportFrom)) for s in body}
+            if kinds == {True, False}: bad.append(f'{f.relative_to(ROOT)} cell {i}')
+    assert not bad, bad

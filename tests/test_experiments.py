@@ -1,0 +1,106 @@
+"Experiment recipes and parameters: validation (CLI, notebooks, sweeps), run identity, result rows, an end-to-end smoke run."
+import csv, os, subprocess, sys
+from pathlib import Path
+import pytest
+from refilled.experiments import (validate_params, ParameterError, METHODS, run_id, append_result, read_results, RESULT_COLUMNS,
+                                  distill, CIFAR_OVERLAPS)
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+HAS_DATA = (Path(os.environ.get('REFILLED_DATA', '~/.cache/refilled')).expanduser()/'cifar100'/'cifar100.npz').exists()
+
+BAD = [('method', 'refiled'), ('overlap', 50), ('overlap', '60'), ('student', 'wrn_16_3'), ('teacher', 'resnet'), ('lam', -1.0),
+       ('epochs', 0), ('epochs', 2.5), ('batch_size', -8), ('lr', 0), ('tau_teacher', 0.0), ('tau_student', -1.0),
+       ('cm_scale', 0), ('tuple_mode', 'hard'), ('weights', 'adaptive'), ('ncm_form', 'euclid'), ('margin', -0.2),
+       ('max_impostors', 0), ('seed', -3), ('seed', 2**32), ('train_per_class', 0), ('val_frac', 1.5), ('schedule', 'linear'),
+       ('device', 'tpu'), ('amp', 'yes'), ('deterministic', 'no'), ('long_factor', 0), ('dataset', 'imagenet'), ('order', 'sorted')]
+
+
+@pytest.mark.parametrize('name,value', BAD, ids=[f'{k}={v!r}' for k, v in BAD])
+def test_bad_values_are_refused_naming_the_parameter(name, value):
+    with pytest.raises(ParameterError, match=f"parameter '{name}'"):
+        validate_params('distill', {name: value})
+
+
+def test_unknown_and_cross_parameter_errors():
+    with pytest.raises(ParameterError, match=r"unknown parameter\(s\) \['lamda'\]"): validate_params('distill', {'lamda': 2.0})
+    with pytest.raises(ParameterError, match="needs overlap=100"): validate_params('distill', {'method': 'kd', 'overlap': 60})
+    with pytest.raises(ParameterError, match="max_impostors"): validate_params('distill', {'tuple_mode': 'official', 'max_impostors': 5})
+    with pytest.raises(ParameterError, match="epochs must be"): validate_params('distill', {'method': 'refilled', 'epochs': 1})
+    with pytest.raises(ParameterError, match="unknown parameter"): validate_params('train_teacher', {'method': 'student'})
+    p = validate_params('distill', {'method': 'kd', 'overlap': 100})
+    assert p['overlap'] == 100 and p['lam'] == 2.0
+
+
+def test_recipes_follow_the_paper():
+    p = validate_params('distill', {'epochs': 100})
+    st = {m: METHODS[m](p) for m in METHODS}
+    assert [(s.distiller, s.epochs, s.select, s.init) for s in st['refilled']] == \
+           [('refilled_stage1', 50, 'val_ncm', 'init'), ('refilled_stage2', 100, 'val_acc', 'previous')]
+    assert st['refilled'][1].kwargs['weights'] == 'pl' and st['refilled_minus'][1].kwargs['weights'] == 'none'
+    assert st['refilled_gap'][1].kwargs['weights'] == 'gap' and st['refilled_official'][1].kwargs['weights'] == 'official'
+    assert st['refilled_official'][0].kwargs == dict(tau_student=4.0, tau_teacher=4.0, scale=1000.0, mode='official', margin=0.2, max_impostors=None)
+    assert [s.distiller for s in st['refilled_emb']] == ['refilled_stage1', 'vanilla'] and st['refilled_emb'][1].init == 'previous'
+    assert [(s.distiller, s.init) for s in st['refilled_lkd']] == [('refilled_stage2', 'init')]
+    assert st['student'][0].epochs == 100 and st['student_long'][0].epochs == 150 and st['refilled_onestage'][0].epochs == 150
+    assert [s.distiller for s in st['rkd']] == ['rkd', 'vanilla'] and [s.distiller for s in st['aml']] == ['aml', 'vanilla']
+    assert st['refilled'][0].kwargs == st['refilled_emb'][0].kwargs == st['refilled_minus'][0].kwargs   # the shared stage 1
+
+
+def test_run_id_depends_only_on_what_the_method_uses():
+    base = validate_params('distill', {'method': 'student'})
+    assert run_id(base) == run_id(dict(base, lam=4.0, tag='other', work_dir='/x', verbose=False))   # λ is not used by `student`
+    r = dict(base, method='refilled')
+    assert run_id(r) != run_id(dict(r, lam=4.0)) and run_id(r) != run_id(dict(r, seed=1)) and run_id(r) != run_id(base)
+
+
+def test_result_rows_round_trip(tmp_path):
+    f = tmp_path/'r.csv'
+    append_result({'protocol': 'x', 'method': 'student', 'overlap': 60, 'test_acc_best_val': 51.25, 'ncm_acc': None}, f)
+    append_result({'protocol': 'x', 'method': 'refilled', 'overlap': 0, 'test_acc_best_val': 52.5, 'ncm_acc': 40.0}, f)
+    rows = read_results(f)
+    assert [r['method'] for r in rows] == ['student', 'refilled'] and rows[0]['ncm_acc'] is None and rows[1]['test_acc_best_val'] == 52.5
+    assert next(csv.reader(open(f))) == RESULT_COLUMNS
+    assert RESULT_COLUMNS[:14] == ['protocol', 'method', 'overlap', 'student', 'teacher', 'seed', 'epochs', 'best_val_epoch',
+                                   'test_acc_best_val', 'test_acc_last', 'ncm_acc', 'wall_s', 'device', 'commit']
+
+
+def test_cli_help_and_errors():
+    r = subprocess.run([str(BIN/'refilled'), 'distill', '--help'], capture_output=True, text=True)
+    assert r.returncode == 0 and '--overlap' in r.stdout and '--lam' in r.stdout
+    r = subprocess.run([str(BIN/'refilled'), 'distill', '--overlap', '50'], capture_output=True, text=True)
+    assert r.returncode == 2 and "parameter 'overlap'" in r.stderr
+    r = subprocess.run([str(BIN/'refilled'), 'trane-teacher'], capture_output=True, text=True)
+    assert r.returncode == 2 and 'unknown command' in r.stderr
+
+
+def test_papermill_notebook_refuses_an_unknown_parameter(tmp_path):
+    import papermill as pm
+    with pytest.raises(pm.PapermillExecutionError, match='lamda'):
+        pm.execute_notebook(str(ROOT/'nbs'/'experiments'/'gkd_cifar.ipynb'), str(tmp_path/'out.ipynb'), parameters={'lamda': 2.0},
+                            kernel_name='python3', progress_bar=False, cwd=str(ROOT/'nbs'/'experiments'))
+
+
+def test_sweep_dry_run_and_validation(tmp_path):
+    (tmp_path/'settings.ini').write_text('')
+    (tmp_path/'ok.yaml').write_text('base: {teacher: wrn_16_1}\ngrids:\n  - {name: g, method: [student, refilled], overlap: [0, 60], seed: [0, 1]}\n')
+    r = subprocess.run([str(BIN/'refilled'), 'sweep', str(tmp_path/'ok.yaml'), '--dry_run'], capture_output=True, text=True)
+    assert r.returncode == 0 and '8 runs, 0 done, 8 to run' in r.stdout, r.stdout + r.stderr
+    (tmp_path/'bad.yaml').write_text('grids:\n  - {name: g, method: [student], overlap: [50]}\n')
+    r = subprocess.run([str(BIN/'refilled'), 'sweep', str(tmp_path/'bad.yaml'), '--dry_run'], capture_output=True, text=True)
+    assert r.returncode == 2 and "grid 'g'" in r.stderr and "parameter 'overlap'" in r.stderr
+
+
+@pytest.mark.skipif(not HAS_DATA, reason='needs CIFAR-100 under $REFILLED_DATA (CI has it)')
+def test_distill_end_to_end_on_real_cifar(tmp_path):
+    kw = dict(overlap=0, teacher='wrn_16_1', teacher_epochs=1, teacher_train_per_class=8, student='wrn_16_1', epochs=2, batch_size=32,
+              train_per_class=8, val_per_class=4, deterministic=True, verbose=False, work_dir=str(tmp_path/'w'), results_csv=str(tmp_path/'r.csv'))
+    a = distill(method='refilled', **kw)
+    b = distill(method='student', **kw)
+    assert a['init_hash'] == b['init_hash'] and a['teacher_hash'] == b['teacher_hash']
+    assert a['stage_epochs'] == '1+2' and a['ncm_acc'] is not None and b['ncm_acc'] is None
+    assert 0 <= a['test_acc_best_val'] <= 100 and a['device'].startswith('cpu')
+    rows = read_results(tmp_path/'r.csv')
+    assert [r['method'] for r in rows] == ['refilled', 'student'] and rows[0]['run_id'] == a['run_id']
+    again = distill(method='refilled', **dict(kw, results_csv=None))       # every stage is found finished: same numbers
+    assert {k: again[k] for k in ('test_acc_best_val', 'ncm_acc', 'best_val_epoch')} == {k: a[k] for k in ('test_acc_best_val', 'ncm_acc', 'best_val_epoch')}
