@@ -113,13 +113,20 @@ def _ensure_cifar(data_dir=None):
 
 def demo(out_dir:str='experiments/work/demo', # where checkpoints, curves and the table go
          data_dir:str=None, # dataset root (default: data_root())
-         teacher_epochs:int=4, epochs:int=16, seed:int=0, device:str='auto')->list:
+         teacher:str='wrn_16_1', # teacher model, trained on its 50 classes
+         teacher_epochs:int=5, # teacher epochs
+         teacher_train_per_class:int=200, # teacher training images per class
+         epochs:int=10, # E: REFILLED trains E/2 + E epochs, the vanilla student E
+         seed:int=0, # student seed
+         device:str='auto', # 'auto', 'cpu' or 'cuda'
+        )->list:
     "Small end-to-end GKD run (60 % overlap): teacher, vanilla student and REFILLED; prints the table, writes plots."
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     from refilled.eval import load_history
     _ensure_cifar(data_dir)
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    common = dict(protocol='demo', overlap=60, teacher='wrn_16_2', teacher_epochs=teacher_epochs, student='wrn_16_1', epochs=epochs,
+    common = dict(protocol='demo', overlap=60, teacher=teacher, teacher_epochs=teacher_epochs, teacher_train_per_class=teacher_train_per_class,
+                  student='wrn_16_1', epochs=epochs,
                   batch_size=128, train_per_class=100, val_per_class=50, seed=seed, data_dir=data_dir, work_dir=str(out/'work'),
                   results_csv=str(out/'results.csv'), device=device, verbose=True)
     rows = []
@@ -128,7 +135,7 @@ def demo(out_dir:str='experiments/work/demo', # where checkpoints, curves and th
         rows.append(distill(method=m, **common))
     table = ["method      test acc (best val)  test acc (last)  NCM acc after stage 1  wall s",
              *[f"{r['method']:<12}{r['test_acc_best_val']:>19.2f}{r['test_acc_last']:>17.2f}{'' if r['ncm_acc'] is None else r['ncm_acc']:>23}{r['wall_s']:>8.0f}" for r in rows]]
-    text = '\n'.join([f"CIFAR-100, 60 % overlap, WRN-16-2 teacher ({teacher_epochs} epochs, test acc on its classes {rows[0]['teacher_test_acc']:.2f}), "
+    text = '\n'.join([f"CIFAR-100, 60 % overlap, {teacher} teacher ({teacher_train_per_class} images/class, {teacher_epochs} epochs, test acc on its classes {rows[0]['teacher_test_acc']:.2f}), "
                       f"WRN-16-1 student, 100 images/class, seed {seed}, device {rows[0]['device']}", *table])
     print('\n' + text); atomic_write_text(text + '\n', out/'table.txt')
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
