@@ -11,7 +11,7 @@ from pathlib import Path
 from fastcore.script import anno_parser
 from .core import data_root, atomic_write_text
 from .experiments import (train_teacher, distill, validate_params, ParameterError, read_results, run_id, METHODS,
-                                  _signature_defaults)
+                                  used_hparams, _signature_defaults)
 
 # %% ../nbs/09_cli.ipynb #3a54d0fb
 def load_sweep(path:str|Path, # the YAML parameter file
@@ -49,9 +49,13 @@ def load_sweep(path:str|Path, # the YAML parameter file
     return meta, runs
 
 def run_name(p:dict)->str:
-    "File name of a run's executed notebook."
-    extra = '' if p['max_impostors'] is None else f"-k{p['max_impostors']}"
-    return f"{p['method']}-o{p['overlap']}-{p['student']}-s{p['seed']}-lam{p['lam']:g}{extra}-{run_id(p)[:8]}.ipynb"
+    "File name of a run's executed notebook: method, overlap, student, data size, seed, the hyper-parameters the method uses."
+    h = used_hparams(METHODS[p['method']](p))
+    parts = [p['method'], f"o{p['overlap']}", p['student']] + ([f"n{p['train_per_class']}"] if p['train_per_class'] else []) + [f"s{p['seed']}"]
+    if h['lam'] is not None: parts.append(f"lam{h['lam']:g}")
+    if h['cm_scale'] is not None: parts.append(f"cs{h['cm_scale']:g}")
+    if h['max_impostors'] is not None: parts.append(f"k{h['max_impostors']}")
+    return '-'.join(parts + [run_id(p)[:8]]) + '.ipynb'
 
 # %% ../nbs/09_cli.ipynb #57603bd7
 def clean_run_record(path:str|Path):
