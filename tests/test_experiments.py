@@ -91,6 +91,28 @@ def test_sweep_dry_run_and_validation(tmp_path):
     assert r.returncode == 2 and "grid 'g'" in r.stderr and "parameter 'overlap'" in r.stderr
 
 
+def test_sweep_injects_every_parameter_so_template_defaults_never_leak(tmp_path):
+    "A template whose parameters cell holds smoke-scale values gets the run's full parameter set, None values included."
+    import json, nbformat
+    from refilled.cli import sweep
+    seen = tmp_path/'seen.json'
+    nb = nbformat.v4.new_notebook(metadata={'kernelspec': {'name': 'python3', 'language': 'python', 'display_name': 'Python 3'},
+                                            'language_info': {'name': 'python'}})
+    params = nbformat.v4.new_code_cell("teacher_train_per_class = 20\ntrain_per_class = 20\nepochs = 2\nmax_impostors = 5")
+    params.metadata['tags'] = ['parameters']
+    keys = ('teacher_train_per_class', 'train_per_class', 'epochs', 'teacher_epochs', 'max_impostors', 'tag')
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        f"import json\njson.dump({{k: v for k, v in dict(globals()).items() if k in {keys!r}}}, open({str(seen)!r}, 'w'))")]
+    nbformat.write(nb, tmp_path/'probe.ipynb')
+    (tmp_path/'settings.ini').write_text('')
+    (tmp_path/'s.yaml').write_text("notebook: probe.ipynb\nresults_csv: null\nwork_dir: temp\noutput_dir: runs\n"
+                                   "base: {teacher: wrn_16_1, teacher_epochs: 3, epochs: 30}\ngrids:\n  - {name: g, method: [student]}\n")
+    done = sweep(str(tmp_path/'s.yaml'))
+    assert len(done) == 1 and Path(done[0]).exists()
+    assert json.loads(seen.read_text()) == {'teacher_train_per_class': None, 'train_per_class': None, 'epochs': 30,
+                                            'teacher_epochs': 3, 'max_impostors': None, 'tag': 'g'}
+
+
 @pytest.mark.skipif(not HAS_DATA, reason='needs CIFAR-100 under $REFILLED_DATA (CI has it)')
 def test_distill_end_to_end_on_real_cifar(tmp_path):
     kw = dict(overlap=0, teacher='wrn_16_1', teacher_epochs=1, teacher_train_per_class=8, student='wrn_16_1', epochs=2, batch_size=32,
