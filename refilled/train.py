@@ -58,11 +58,11 @@ def rng_state()->dict:
             'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 def set_rng_state(st:dict):
-    "Inverse of `rng_state`."
+    "Inverse of `rng_state`; the states may sit on any device (a checkpoint loaded with `map_location='cuda'` puts them there)."
     random.setstate((st['python'][0], tuple(st['python'][1]), st['python'][2]))
-    n = st['numpy']; np.random.set_state((n[0], n[1].numpy().astype(np.uint32), int(n[2]), int(n[3]), float(n[4])))
-    torch.set_rng_state(st['torch'])
-    if st['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
+    n = st['numpy']; np.random.set_state((n[0], n[1].cpu().numpy().astype(np.uint32), int(n[2]), int(n[3]), float(n[4])))
+    torch.set_rng_state(st['torch'].cpu())
+    if st['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all([s.cpu() for s in st['cuda']])
 
 def load_checkpoint(path:str|Path, map_location='cpu')->dict:
     "Load a checkpoint written by `fit` (`weights_only=True`); a missing or foreign file gives a clear error."

@@ -159,3 +159,22 @@ def test_divergence_is_reported(task):
     t, norm = task
     with pytest.raises(FloatingPointError, match='diverged at epoch 1'):
         fit(Exploding(create_model('wrn_16_1', 6)), t, epochs=1, batch_size=16, device='cpu', verbose=False, **norm)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_resume_on_cuda_of_cpu_and_cuda_checkpoints(tmp_path):
+    # `fit` loads last.pt with map_location=device, so the RNG states arrive on the GPU; resuming must still work,
+    # from a checkpoint written on the CPU (a teacher trained here, reused on a GPU machine) and from one written on CUDA.
+    ns = {}; exec(TASK_SRC, ns)
+    task, norm = ns['synthetic_task'](per_class=20), ns['NORM']
+    for first in ('cpu', 'cuda'):
+        run_dir = tmp_path/first
+        def run(epochs, device):
+            torch.manual_seed(0)
+            m = create_model('wrn_16_1', 6)
+            return fit(create_distiller('vanilla', m), task, epochs=epochs, batch_size=8, lr=0.05, seed=3, device=device,
+                       run_dir=run_dir, resume=True, verbose=False, **norm)
+        run(1, first)
+        r = run(2, 'cuda')
+        assert [h['epoch'] for h in r.history] == [1, 2]
+        assert load_checkpoint(run_dir/'last.pt')['epoch'] == 2
