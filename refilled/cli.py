@@ -76,16 +76,25 @@ def clean_run_record(path:str|Path):
         c.metadata.pop('papermill', None); c.metadata.pop('execution', None)
     nbformat.write(nb, path)
 
+def _execute_run(notebook:str, out:str, params:dict, kernel:str, cwd:str)->float:
+    "Execute one run's notebook into `out` and clean the record; returns the seconds it took (raises if the run fails)."
+    import logging, papermill as pm
+    logging.getLogger('papermill').setLevel(logging.ERROR)   # it warns about every parameter not in the template's cell; validate_params checks them all
+    t0 = time.time()    # every parameter is injected, None included, so the template's smoke-scale defaults never fill a gap
+    pm.execute_notebook(notebook, out, parameters=params, kernel_name=kernel, cwd=cwd, progress_bar=False)
+    clean_run_record(out)
+    return time.time() - t0
+
 def sweep(params_file:str, # YAML sweep file (see above)
           grid:str=None, # run only the grid with this name
           dry_run:bool=False, # list the runs (and which are done) without executing anything
           max_runs:int=None, # stop after this many executed runs
           keep_going:bool=False, # continue with the next run when one fails
           kernel:str='python3', # Jupyter kernel papermill uses
+          workers:int=1, # runs executed at once, each in its own process (several small runs keep one GPU busy)
          )->list:
     "Execute every pending run of a sweep file with papermill; skip runs already in the results CSV."
-    import logging, papermill as pm
-    logging.getLogger('papermill').setLevel(logging.ERROR)   # it warns about every parameter not in the template's cell; validate_params checks them all
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1: raise ParameterError(f"workers must be a positive integer, got {workers!r}")
     meta, runs = load_sweep(params_file)
     if grid is not None:
         if grid not in {r['grid'] for r in runs}: raise ParameterError(f"no grid named {grid!r} in {params_file}; grids: {sorted({r['grid'] for r in runs})}")
@@ -93,22 +102,38 @@ def sweep(params_file:str, # YAML sweep file (see above)
     done = {r.get('run_id') for r in read_results(meta['results_csv'])} if meta['results_csv'] else set()
     todo = [r for r in runs if r['run_id'] not in done]
     print(f"{params_file}: {len(runs)} runs, {len(runs)-len(todo)} done, {len(todo)} to run", flush=True)
+    jobs = [(str(meta['notebook']), str(meta['output_dir']/run_name(r['params'])), dict(r['params']), kernel, str(meta['notebook'].parent)) for r in todo]
+    rel = lambda out: Path(out).relative_to(meta['root'])
+    if dry_run:
+        for j in jobs: print(f"  would run {rel(j[1])}")
+        return []
+    if jobs: Path(jobs[0][1]).parent.mkdir(parents=True, exist_ok=True)
     executed = []
-    for r in todo:
-        p = r['params']
-        out = meta['output_dir']/run_name(p)
-        if dry_run: print(f"  would run {out.relative_to(meta['root'])}"); continue
-        if max_runs is not None and len(executed) >= max_runs: break
-        out.parent.mkdir(parents=True, exist_ok=True)
-        t0 = time.time(); print(f"  running {out.relative_to(meta['root'])}", flush=True)
-        try:   # every parameter is injected, None included, so the template's smoke-scale defaults never fill a gap
-            pm.execute_notebook(str(meta['notebook']), str(out), parameters=dict(p), kernel_name=kernel,
-                                cwd=str(meta['notebook'].parent), progress_bar=False)
-            clean_run_record(out)
-            executed.append(str(out)); print(f"  done in {time.time()-t0:.0f} s", flush=True)
-        except Exception as e:
-            print(f"  FAILED {out.name}: {type(e).__name__}: {str(e)[:500]}", flush=True)
-            if not keep_going: raise
+    if workers == 1:
+        for j in jobs:
+            if max_runs is not None and len(executed) >= max_runs: break
+            print(f"  running {rel(j[1])}", flush=True)
+            try: secs = _execute_run(*j)
+            except Exception as e:
+                print(f"  FAILED {Path(j[1]).name}: {type(e).__name__}: {str(e)[:500]}", flush=True)
+                if not keep_going: raise
+            else: executed.append(j[1]); print(f"  done in {secs:.0f} s", flush=True)
+        return executed
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    jobs = jobs if max_runs is None else jobs[:max_runs]
+    print(f"  {len(jobs)} runs on {workers} workers", flush=True)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn')) as pool:
+        futs = {pool.submit(_execute_run, *j): j for j in jobs}
+        for f in as_completed(futs):
+            out = futs[f][1]
+            try: secs = f.result()
+            except Exception as e:
+                print(f"  FAILED {Path(out).name}: {type(e).__name__}: {str(e)[:500]}", flush=True)
+                if not keep_going:
+                    for g in futs: g.cancel()
+                    raise
+            else: executed.append(out); print(f"  done {rel(out)} in {secs:.0f} s", flush=True)
     return executed
 
 # %% ../nbs/09_cli.ipynb #257b2bf8

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from fastcore.script import call_parse
-from .core import seed_everything, default_device, data_root, atomic_write_text
+from .core import seed_everything, default_device, data_root, atomic_write_text, file_lock
 from .data import load_cifar100, gkd_split, make_task, CIFAR100_MEAN as MEAN, CIFAR100_STD as STD
 from .backbones import create_model, list_models
 from .distillers import create_distiller, teacher_centers, state_dict_hash, tensor_hash, DISTILLERS
@@ -256,11 +256,12 @@ RESULT_COLUMNS = ['protocol', 'method', 'overlap', 'student', 'teacher', 'seed',
 def append_result(row:dict, path:str|Path)->Path:
     "Append `row` to the CSV at `path` (atomically: the file is rewritten whole), adding the header when new."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.read_text() if path.exists() else ''
     buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, extrasaction='ignore', lineterminator='\n')
-    if not old: w.writeheader()
     w.writerow({k: ('' if row.get(k) is None else row.get(k)) for k in RESULT_COLUMNS})
-    return atomic_write_text(old + buf.getvalue(), path)
+    with file_lock(path.with_name(path.name + '.lock')):   # parallel workers: read-modify-write one at a time, no row lost
+        old = path.read_text() if path.exists() else ''
+        head = '' if old else ','.join(RESULT_COLUMNS) + '\n'
+        return atomic_write_text(old + head + buf.getvalue(), path)
 
 def read_results(path:str|Path)->list:
     "Rows of a results CSV as dicts (numbers converted; empty cells become None)."

@@ -8,6 +8,7 @@ __all__ = ['CKPT_FORMAT', 'predict', 'accuracy', 'ncm_accuracy', 'rng_state', 's
 
 # %% ../nbs/06_train.ipynb #12f1ab50
 import json, math, os, random, sys, time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 import torch.distributed as dist
 import torch.nn.functional as F
-from .core import default_device, seed_everything, atomic_save, atomic_write_text
+from .core import default_device, seed_everything, atomic_save, atomic_write_text, file_lock
 from .data import BatchLoader
 from .losses import class_centers, ncm_logits
 from .distillers import Distiller, embed_all
@@ -183,11 +184,14 @@ def fit(distiller:Distiller, # the method to train (owns the student and the fro
     if channels_last: distiller.to(memory_format=torch.channels_last)
     params, frozen = _split_params(distiller)
     for p in frozen: p.requires_grad_(False)  # e.g. the classifier in REFILLED stage 1; restored on exit
+    # one process at a time per run folder: a second one (a parallel sweep worker that needs the same stage) waits, then resumes
+    lock = file_lock(Path(run_dir)/'.lock', f'the run folder {run_dir}') if run_dir is not None and dist_info()[0] == 0 else nullcontext()
     try:
-        return _fit(distiller, task, params, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov,
-                    weight_decay=weight_decay, schedule=schedule, milestones=milestones, gamma=gamma, eta_min=eta_min, augment=augment,
-                    mean=mean, std=std, select=select, test_every=test_every, ncm_every=ncm_every, seed=seed, device=device, amp=amp,
-                    channels_last=channels_last, compile=compile, run_dir=run_dir, resume=resume, config=config, verbose=verbose)
+        with lock:
+            return _fit(distiller, task, params, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov,
+                        weight_decay=weight_decay, schedule=schedule, milestones=milestones, gamma=gamma, eta_min=eta_min, augment=augment,
+                        mean=mean, std=std, select=select, test_every=test_every, ncm_every=ncm_every, seed=seed, device=device, amp=amp,
+                        channels_last=channels_last, compile=compile, run_dir=run_dir, resume=resume, config=config, verbose=verbose)
     finally:
         for p in frozen: p.requires_grad_(True)
 

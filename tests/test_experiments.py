@@ -1,5 +1,5 @@
 "Experiment recipes and parameters: validation (CLI, notebooks, sweeps), run identity, result rows, an end-to-end smoke run."
-import csv, os, subprocess, sys
+import csv, json, os, subprocess, sys
 from pathlib import Path
 import pytest
 from refilled.experiments import (validate_params, ParameterError, METHODS, run_id, append_result, read_results, RESULT_COLUMNS,
@@ -126,3 +126,41 @@ def test_distill_end_to_end_on_real_cifar(tmp_path):
     assert [r['method'] for r in rows] == ['refilled', 'student'] and rows[0]['run_id'] == a['run_id']
     again = distill(method='refilled', **dict(kw, results_csv=None))       # every stage is found finished: same numbers
     assert {k: again[k] for k in ('test_acc_best_val', 'ncm_acc', 'best_val_epoch')} == {k: a[k] for k in ('test_acc_best_val', 'ncm_acc', 'best_val_epoch')}
+
+
+def test_append_result_from_parallel_processes_loses_no_row(tmp_path):
+    "Parallel sweep workers append to one results file: every row arrives once, under one header."
+    f = tmp_path/'r.csv'
+    src = ("import sys\nfrom refilled.experiments import append_result\n"
+           "for i in range(12): append_result({'protocol': 'x', 'method': 'student', 'seed': int(sys.argv[1]) * 100 + i}, sys.argv[2])")
+    procs = [subprocess.Popen([sys.executable, '-c', src, str(k), str(f)]) for k in range(3)]
+    assert [p.wait() for p in procs] == [0, 0, 0]
+    rows = read_results(f)
+    assert sorted(r['seed'] for r in rows) == sorted(k * 100 + i for k in range(3) for i in range(12))
+    assert f.read_text().count('protocol,method') == 1
+
+
+def _probe_sweep(tmp_path, cell):
+    import nbformat
+    nb = nbformat.v4.new_notebook(metadata={'kernelspec': {'name': 'python3', 'language': 'python', 'display_name': 'Python 3'},
+                                            'language_info': {'name': 'python'}})
+    params = nbformat.v4.new_code_cell("seed = 0"); params.metadata['tags'] = ['parameters']
+    nb.cells = [params, nbformat.v4.new_code_cell(cell)]
+    nbformat.write(nb, tmp_path/'probe.ipynb')
+    (tmp_path/'settings.ini').write_text('')
+    (tmp_path/'s.yaml').write_text("notebook: probe.ipynb\nresults_csv: null\nwork_dir: temp\noutput_dir: runs\n"
+                                   "base: {teacher: wrn_16_1}\ngrids:\n  - {name: g, method: [student], seed: [0, 1, 2, 3]}\n")
+    return str(tmp_path/'s.yaml')
+
+
+def test_sweep_workers_execute_runs_at_once(tmp_path):
+    from refilled.cli import sweep
+    f = _probe_sweep(tmp_path, f"import json, time\nt0 = time.time(); time.sleep(3)\n"
+                               f"if seed == 3: raise RuntimeError('run 3 fails')\n"
+                               f"json.dump([t0, time.time()], open(r'{tmp_path}/' + str(seed) + '.json', 'w'))")
+    done = sweep(f, workers=3, keep_going=True)
+    assert len(done) == 3 and all(Path(d).exists() for d in done)               # run 3 failed, the others finished
+    spans = sorted(json.loads((tmp_path/f'{s}.json').read_text()) for s in range(3))
+    assert spans[1][0] < spans[0][1] and spans[2][0] < spans[0][1]             # all three ran at the same time
+    with pytest.raises(Exception, match='run 3 fails'): sweep(f, workers=2)      # without keep_going a failure stops the sweep
+    with pytest.raises(ParameterError, match='workers must be a positive integer'): sweep(f, workers=0)

@@ -177,3 +177,16 @@ def test_resume_on_cuda_of_cpu_and_cuda_checkpoints(tmp_path):
         b = run('cuda')
         assert [h['epoch'] for h in b.history] == [1, 2] and b.history == a.history
         assert (b.best_epoch, b.test_acc_best_val, b.test_acc_last) == (a.best_epoch, a.test_acc_best_val, a.test_acc_last)
+
+
+def test_two_processes_on_one_run_dir_train_it_once(tmp_path):
+    "Parallel sweep workers that need the same stage: one trains it, the other waits for the run folder's lock, then resumes."
+    script, run_dir = _script(tmp_path, 'run.py', RUN_SRC), tmp_path/'run'
+    procs = [subprocess.Popen([sys.executable, str(script), str(run_dir), '2'], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    done = [next(l for l in o.splitlines() if l.startswith('DONE')) for o, _ in outs]
+    assert done[0] == done[1]                                                    # the same result ...
+    assert len((run_dir/'metrics.jsonl').read_text().splitlines()) == 2           # ... from one training of 2 epochs
+    assert sum('waiting for another process' in e for _, e in outs) == 1
