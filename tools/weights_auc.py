@@ -2,10 +2,11 @@
 """weights_auc.py PARAMS.yaml [OVERLAP ...]: AUC of the stage-2 instance weights lambda_i for separating the student's
 seen from unseen classes (Fig. 6a/11), for the paper's Eq. 9 (teacher NCM, PL) and the official code's weights, and the
 teacher NCM classifier's test accuracy on the student's task. Needs only the protocol's trained teacher (no student runs),
-so it can be read as soon as the teacher exists. Uses the parameter file's `base` settings."""
+so it can be read as soon as the teacher exists. Uses the parameter file's `base` settings (paths in it are relative to
+its repository, so the script runs from any folder)."""
 import sys
-import yaml
-from refilled.experiments import validate_params, train_teacher, TEACHER_KEYS
+from refilled.cli import sweep_params
+from refilled.experiments import train_teacher, TEACHER_KEYS
 from refilled.data import load_cifar100, gkd_split, make_task, CIFAR100_MEAN as MEAN, CIFAR100_STD as STD
 from refilled.distillers import teacher_centers, embed_all
 from refilled.eval import batch_weights, roc_auc, PAPER_AUC
@@ -13,9 +14,8 @@ from refilled.losses import ncm_logits
 import torch
 
 if len(sys.argv) < 2: sys.exit(__doc__)
-spec = yaml.safe_load(open(sys.argv[1]))
 overlaps = [int(o) for o in sys.argv[2:]] or [20, 40, 60, 80]
-p = validate_params('distill', dict(spec['base'], protocol=spec['protocol'], work_dir=spec.get('work_dir'), verbose=False))
+p = sweep_params(sys.argv[1], verbose=False)
 T = train_teacher(**{k: p[k] for k in TEACHER_KEYS})
 teacher, dev = T['model_obj'], T['model_obj'].classifier.weight.device
 arrays = load_cifar100(p['data_dir'])
