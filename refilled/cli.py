@@ -6,7 +6,7 @@
 __all__ = ['COMMANDS', 'load_sweep', 'run_name', 'sweep_params', 'clean_run_record', 'sweep', 'demo', 'main']
 
 # %% ../nbs/09_cli.ipynb #9f270dca
-import io, itertools, json, os, sys, time
+import contextlib, io, itertools, json, os, sys, time
 from pathlib import Path
 from fastcore.script import anno_parser
 from .core import data_root, atomic_write_text
@@ -80,15 +80,33 @@ def _execute_run(notebook:str, out:str, params:dict, kernel:str, cwd:str)->float
     "Execute one run's notebook into `out` and clean the record; returns the seconds it took (raises if the run fails)."
     import logging, papermill as pm
     logging.getLogger('papermill').setLevel(logging.ERROR)   # it warns about every parameter not in the template's cell; validate_params checks them all
-    t0 = time.time()    # every parameter is injected, None included, so the template's smoke-scale defaults never fill a gap
+    t0 = time.time()
+    # every parameter is injected, None included, so the template's smoke-scale defaults never fill a gap
     pm.execute_notebook(notebook, out, parameters=params, kernel_name=kernel, cwd=cwd, progress_bar=False)
     clean_run_record(out)
     return time.time() - t0
 
+def _finished(jobs:list, workers:int, announce):
+    "Yield `(out, seconds or the exception)` per job as it ends: one after another in this process, or `workers` at once in spawned processes."
+    if workers == 1:
+        for j in jobs:
+            announce(j[1])
+            try: yield j[1], _execute_run(*j)
+            except Exception as e: yield j[1], e
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn')) as pool:
+        futs = {pool.submit(_execute_run, *j): j[1] for j in jobs}
+        try:
+            for f in as_completed(futs): yield futs[f], f.result() if f.exception() is None else f.exception()
+        finally:   # the caller stopped early (a failure without keep_going): drop the runs not yet started
+            for f in futs: f.cancel()
+
 def sweep(params_file:str, # YAML sweep file (see above)
           grid:str=None, # run only the grid with this name
           dry_run:bool=False, # list the runs (and which are done) without executing anything
-          max_runs:int=None, # stop after this many executed runs
+          max_runs:int=None, # execute at most this many of the pending runs (failed ones count)
           keep_going:bool=False, # continue with the next run when one fails
           kernel:str='python3', # Jupyter kernel papermill uses
           workers:int=1, # runs executed at once, each in its own process (several small runs keep one GPU busy)
@@ -107,33 +125,17 @@ def sweep(params_file:str, # YAML sweep file (see above)
     if dry_run:
         for j in jobs: print(f"  would run {rel(j[1])}")
         return []
-    if jobs: Path(jobs[0][1]).parent.mkdir(parents=True, exist_ok=True)
-    executed = []
-    if workers == 1:
-        for j in jobs:
-            if max_runs is not None and len(executed) >= max_runs: break
-            print(f"  running {rel(j[1])}", flush=True)
-            try: secs = _execute_run(*j)
-            except Exception as e:
-                print(f"  FAILED {Path(j[1]).name}: {type(e).__name__}: {str(e)[:500]}", flush=True)
-                if not keep_going: raise
-            else: executed.append(j[1]); print(f"  done in {secs:.0f} s", flush=True)
-        return executed
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
     jobs = jobs if max_runs is None else jobs[:max_runs]
-    print(f"  {len(jobs)} runs on {workers} workers", flush=True)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn')) as pool:
-        futs = {pool.submit(_execute_run, *j): j for j in jobs}
-        for f in as_completed(futs):
-            out = futs[f][1]
-            try: secs = f.result()
-            except Exception as e:
-                print(f"  FAILED {Path(out).name}: {type(e).__name__}: {str(e)[:500]}", flush=True)
-                if not keep_going:
-                    for g in futs: g.cancel()
-                    raise
-            else: executed.append(out); print(f"  done {rel(out)} in {secs:.0f} s", flush=True)
+    if not jobs: return []
+    Path(jobs[0][1]).parent.mkdir(parents=True, exist_ok=True)
+    if workers > 1: print(f"  {len(jobs)} runs on {workers} workers", flush=True)
+    executed = []
+    with contextlib.closing(_finished(jobs, workers, lambda out: print(f"  running {rel(out)}", flush=True))) as finished:
+        for out, res in finished:   # closing: a failure that stops the sweep also stops the pool at once
+            if isinstance(res, BaseException):
+                print(f"  FAILED {Path(out).name}: {type(res).__name__}: {str(res)[:500]}", flush=True)
+                if not keep_going: raise res
+            else: executed.append(out); print(f"  done {rel(out)} in {res:.0f} s", flush=True)
     return executed
 
 # %% ../nbs/09_cli.ipynb #257b2bf8

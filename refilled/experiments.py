@@ -251,17 +251,30 @@ def train_teacher(dataset:str='cifar100', # dataset (cifar100)
 RESULT_COLUMNS = ['protocol', 'method', 'overlap', 'student', 'teacher', 'seed', 'epochs', 'best_val_epoch', 'test_acc_best_val',
                   'test_acc_last', 'ncm_acc', 'wall_s', 'device', 'commit', 'train_per_class', 'val_acc_best', 'val_ncm_best', 'ncm_acc_final',
                   'ncm_acc_init', 'stage_epochs', 'teacher_test_acc', 'lam', 'tau_teacher', 'tuple_mode', 'weights', 'ncm_form',
-                  'max_impostors', 'cm_scale', 'tag', 'init_hash', 'teacher_hash', 'run_id']
+                  'max_impostors', 'cm_scale', 'tag', 'init_hash', 'teacher_hash', 'run_id', 'E']
 
 def append_result(row:dict, path:str|Path)->Path:
-    "Append `row` to the CSV at `path` (atomically: the file is rewritten whole), adding the header when new."
+    "Append `row` to the CSV at `path` (atomically: the file is rewritten whole), adding the header when new; an older file gets the newer columns."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, extrasaction='ignore', lineterminator='\n')
-    w.writerow({k: ('' if row.get(k) is None else row.get(k)) for k in RESULT_COLUMNS})
     with file_lock(path.with_name(path.name + '.lock')):   # parallel workers: read-modify-write one at a time, no row lost
-        old = path.read_text() if path.exists() else ''
-        head = '' if old else ','.join(RESULT_COLUMNS) + '\n'
-        return atomic_write_text(old + head + buf.getvalue(), path)
+        old = _current_columns(path.read_text(), path) if path.exists() else ''
+        buf = io.StringIO(); w = csv.writer(buf, lineterminator='\n')
+        if not old: w.writerow(RESULT_COLUMNS)
+        w.writerow(['' if row.get(k) is None else row.get(k) for k in RESULT_COLUMNS])
+        return atomic_write_text(old + buf.getvalue(), path)
+
+def _current_columns(text:str, path:Path)->str:
+    "`text` of a results file with today's `RESULT_COLUMNS`: a file of an older version (fewer columns) gets the new ones, empty."
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows: return ''
+    head = rows[0]
+    if head == RESULT_COLUMNS: return text
+    if head != RESULT_COLUMNS[:len(head)]:
+        raise ValueError(f"{path} is not a results file of this version: its columns {head} are not a prefix of RESULT_COLUMNS {RESULT_COLUMNS}")
+    buf = io.StringIO(); w = csv.writer(buf, lineterminator='\n')
+    w.writerow(RESULT_COLUMNS)
+    for r in rows[1:]: w.writerow(r + [''] * (len(RESULT_COLUMNS) - len(head)))
+    return buf.getvalue()
 
 def read_results(path:str|Path)->list:
     "Rows of a results CSV as dicts (numbers converted; empty cells become None)."
@@ -408,7 +421,7 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
                ncm_acc_init=round(ncm_init, 2), wall_s=round(sum(h.get('secs', 0) for r in results for h in r.history), 1),
                device=device_name(device), commit=git_commit(), train_per_class=p['train_per_class'] or '',
                teacher_test_acc=round(T['test_acc'], 2), **used_hparams(stages), init_hash=init_hash,
-               teacher_hash=T['hash'], run_id=run_id(p))
+               teacher_hash=T['hash'], run_id=run_id(p), E=p['epochs'])
     if p['results_csv']: append_result(row, p['results_csv'])
     return dict(row, stage_dirs=[r.run_dir for r in results], teacher_checkpoint=T['checkpoint'])
 

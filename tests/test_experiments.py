@@ -164,3 +164,33 @@ def test_sweep_workers_execute_runs_at_once(tmp_path):
     assert spans[1][0] < spans[0][1] and spans[2][0] < spans[0][1]             # all three ran at the same time
     with pytest.raises(Exception, match='run 3 fails'): sweep(f, workers=2)      # without keep_going a failure stops the sweep
     with pytest.raises(ParameterError, match='workers must be a positive integer'): sweep(f, workers=0)
+
+
+def test_sweep_in_one_process_stops_at_a_failure_and_honours_max_runs(tmp_path, capsys):
+    "workers=1 runs one after another: max_runs caps the executed runs, keep_going passes a failure, otherwise it stops the sweep."
+    from refilled.cli import sweep
+    f = _probe_sweep(tmp_path, f"if seed == 1: raise RuntimeError('run 1 fails')\n"
+                               f"open(r'{tmp_path}/' + str(seed) + '.done', 'w').close()")
+    ran = lambda: sorted(int(p.stem) for p in tmp_path.glob('*.done'))
+    assert len(sweep(f, max_runs=1)) == 1 and ran() == [0]                       # only the first pending run
+    with pytest.raises(Exception, match='run 1 fails'): sweep(f)
+    assert ran() == [0]                                                          # runs 2 and 3 never started
+    out = capsys.readouterr().out
+    assert 'FAILED' in out and out.count('running ') == 3                       # 0 (max_runs), then 0 and 1
+    done = sweep(f, keep_going=True)
+    assert len(done) == 3 and ran() == [0, 2, 3]                                 # run 1 failed, the others finished
+    assert sweep(f, max_runs=0) == []
+
+
+def test_append_result_widens_an_older_file_and_refuses_a_foreign_one(tmp_path):
+    "A results file of an older version (a prefix of today's columns) gets the new columns, empty; any other file is refused."
+    f = tmp_path/'r.csv'
+    old_cols = RESULT_COLUMNS[:-1]
+    f.write_text(','.join(old_cols) + '\n' + ','.join('x' if c == 'protocol' else '7' if c == 'seed' else '' for c in old_cols) + '\n')
+    append_result({'protocol': 'x', 'method': 'student', 'seed': 8, RESULT_COLUMNS[-1]: 100}, f)
+    rows = read_results(f)
+    assert next(csv.reader(open(f))) == RESULT_COLUMNS
+    assert [r['seed'] for r in rows] == [7, 8] and rows[0][RESULT_COLUMNS[-1]] is None and rows[1][RESULT_COLUMNS[-1]] == 100
+    g = tmp_path/'other.csv'; g.write_text('name,score\na,1\n')
+    with pytest.raises(ValueError, match='not a prefix of RESULT_COLUMNS'): append_result({'protocol': 'x'}, g)
+    assert g.read_text() == 'name,score\na,1\n'                                 # untouched
