@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['PAPER_WRN16_1', 'PAPER_NCM_WRN16_1', 'PAPER_AUC', 'roc_auc', 'batch_weights', 'distill_grad_gap',
-           'kd_lkd_gradient_curve', 'summarize', 'format_table', 'load_history', 'tsne_2d', 'harmonic_mean']
+           'kd_lkd_gradient_curve', 'summarize', 'format_table', 'budget_gains', 'load_history', 'tsne_2d',
+           'harmonic_mean']
 
 # %% ../nbs/07_eval.ipynb #c4e2defd
 import json, math, statistics
@@ -119,7 +120,7 @@ def summarize(rows:list, # result rows (dicts), e.g. from `refilled.experiments.
         if r.get(value) is None: continue
         groups[tuple(r[k] for k in by)].append(float(r[value]))
     out = []
-    for k in sorted(groups, key=lambda t: tuple(str(x) for x in t)):
+    for k in sorted(groups, key=lambda t: tuple((0, x, '') if isinstance(x, (int, float)) else (1, 0, str(x)) for x in t)):   # numbers by value
         v = groups[k]
         out.append({**dict(zip(by, k)), 'mean': statistics.fmean(v), 'std': statistics.stdev(v) if len(v) > 1 else float('nan'), 'n': len(v)})
     return out
@@ -132,6 +133,25 @@ def format_table(summary:list, cols=('method', 'overlap'), paper:dict|None=None)
         ref = paper.get(r.get('method'), {}).get(r.get('overlap')) if paper else None
         lines.append(' '.join(f'{str(r[c]):>18}' for c in cols) + f'{ms:>16}{r["n"]:>4}' + (f'{ref:>9.2f}' if ref is not None else (f"{'':>9}" if paper else '')))
     return '\n'.join(lines)
+
+# %% ../nbs/07_eval.ipynb #6f6a9140
+def budget_gains(rows:list, # result rows (dicts), e.g. from `refilled.experiments.read_results`
+                 value:str='val_acc_best', # the accuracy compared (the protocol judges E on validation accuracy)
+                 keys=('overlap', 'seed', 'student', 'train_per_class'), # what else a pair must share besides E
+                )->list:
+    "Per seed: `student_long` (1.5·E epochs) minus `student` (E epochs) in `value`, for every E both have a row for."
+    acc = {}
+    for r in rows:
+        if r.get('method') not in ('student', 'student_long') or r.get(value) is None: continue
+        k = (r['method'], r.get('E'), *(r.get(c) for c in keys))
+        if k in acc: raise ValueError(f"two {r['method']} rows with E={r.get('E')} and {dict(zip(keys, k[2:]))}: the gain is ambiguous")
+        acc[k] = float(r[value])
+    out = []
+    for (m, E, *rest), v in acc.items():
+        long = acc.get(('student_long', E, *rest))
+        if m == 'student' and long is not None:
+            out.append({'E': E, **dict(zip(keys, rest)), 'student': v, 'student_long': long, 'gain': long - v})
+    return sorted(out, key=lambda g: tuple((0, x, '') if isinstance(x, (int, float)) else (1, 0, str(x)) for x in (g['overlap'], g['E'], g['seed'])))
 
 # %% ../nbs/07_eval.ipynb #4eea9476
 def load_history(run_dir:str|Path)->list:

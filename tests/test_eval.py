@@ -1,0 +1,39 @@
+"Result tables: `summarize` (mean ± std over seeds, numeric order) and `budget_gains` (the protocol's budget check)."
+import math
+import pytest
+from refilled.eval import summarize, budget_gains
+
+
+def row(method, E, seed, val, test=None, overlap=60, student='wrn_16_1', train_per_class=100):
+    return dict(method=method, E=E, seed=seed, overlap=overlap, student=student, train_per_class=train_per_class,
+                val_acc_best=val, test_acc_best_val=test)
+
+
+def test_summarize_orders_numbers_by_value_and_uses_n_minus_1():
+    rows = [dict(method='student', overlap=o, test_acc_best_val=a) for o, a in ((100, 1.0), (0, 2.0), (60, 3.0), (60, 5.0))]
+    s = summarize(rows)
+    assert [r['overlap'] for r in s] == [0, 60, 100]
+    assert s[1]['mean'] == 4.0 and s[1]['std'] == pytest.approx(math.sqrt(2.0)) and s[1]['n'] == 2
+    assert math.isnan(s[0]['std'])
+
+
+def test_budget_gains_pairs_only_runs_of_one_seed_E_overlap_and_data_size():
+    rows = [row('student', 100, 0, 46.0, 44.0), row('student_long', 100, 0, 48.6, 45.5),
+            row('student', 100, 1, 47.0), row('student_long', 100, 2, 50.0),        # seeds differ: no pair
+            row('student', 150, 0, 49.0), row('student_long', 150, 0, None),       # no value: no pair
+            row('student', 100, 0, 40.0, overlap=0), row('student_long', 100, 0, 41.0, overlap=0),
+            row('student', 100, 0, 60.0, train_per_class=450), row('refilled', 100, 0, 70.0)]
+    g = budget_gains(rows)
+    assert [(x['overlap'], x['E'], x['seed'], x['train_per_class']) for x in g] == [(0, 100, 0, 100), (60, 100, 0, 100)]
+    assert g[1]['gain'] == pytest.approx(2.6) and g[1]['student'] == 46.0 and g[1]['student_long'] == 48.6
+    t = budget_gains(rows, value='test_acc_best_val')
+    assert [x['gain'] for x in t] == [pytest.approx(1.5)]                          # only seed 0 at 60 % has test values
+    s = summarize(budget_gains(rows + [row('student', 100, 1, 47.0, overlap=0), row('student_long', 100, 1, 49.0, overlap=0)]),
+                  by=('overlap', 'E'), value='gain')
+    assert [(r['overlap'], r['n']) for r in s] == [(0, 2), (60, 1)] and s[0]['mean'] == pytest.approx(1.5)
+
+
+def test_budget_gains_refuses_two_rows_for_one_run():
+    rows = [row('student', 100, 0, 46.0), row('student_long', 100, 0, 48.6), row('student_long', 100, 0, 47.0)]
+    with pytest.raises(ValueError, match="two student_long rows with E=100"):
+        budget_gains(rows)
