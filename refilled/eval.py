@@ -111,6 +111,10 @@ PAPER_WRN16_1 = {  # Table 19 (GKD on CIFAR-100, teacher WRN-(40,2), student WRN
 PAPER_NCM_WRN16_1 = {'without_cm': 38.06, 'with_cm': 44.33}  # Table 11 (standard KD, all 100 classes)
 PAPER_AUC = 0.959  # §5.1.2, λ_i seen vs unseen at 60 % overlap
 
+def _by_value(t:tuple)->tuple:
+    "Sort key for a tuple of keys: numbers by value (0, 60, 100, not '0', '100', '60'), before anything else as text."
+    return tuple((0, x, '') if isinstance(x, (int, float)) else (1, 0, str(x)) for x in t)
+
 def summarize(rows:list, # result rows (dicts), e.g. from `refilled.experiments.read_results`
               by=('method', 'overlap'), value:str='test_acc_best_val', where:dict|None=None)->list:
     "Mean ± std (n−1) of `value` over the rows sharing the keys `by` (rows matching `where`)."
@@ -120,7 +124,7 @@ def summarize(rows:list, # result rows (dicts), e.g. from `refilled.experiments.
         if r.get(value) is None: continue
         groups[tuple(r[k] for k in by)].append(float(r[value]))
     out = []
-    for k in sorted(groups, key=lambda t: tuple((0, x, '') if isinstance(x, (int, float)) else (1, 0, str(x)) for x in t)):   # numbers by value
+    for k in sorted(groups, key=_by_value):
         v = groups[k]
         out.append({**dict(zip(by, k)), 'mean': statistics.fmean(v), 'std': statistics.stdev(v) if len(v) > 1 else float('nan'), 'n': len(v)})
     return out
@@ -151,7 +155,7 @@ def budget_gains(rows:list, # result rows (dicts), e.g. from `refilled.experimen
         long = acc.get(('student_long', E, *rest))
         if m == 'student' and long is not None:
             out.append({'E': E, **dict(zip(keys, rest)), 'student': v, 'student_long': long, 'gain': long - v})
-    return sorted(out, key=lambda g: tuple((0, x, '') if isinstance(x, (int, float)) else (1, 0, str(x)) for x in (g['overlap'], g['E'], g['seed'])))
+    return sorted(out, key=lambda g: _by_value((g['overlap'], g['E'], g['seed'])))
 
 # %% ../nbs/07_eval.ipynb #4eea9476
 def load_history(run_dir:str|Path)->list:
