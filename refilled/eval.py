@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PAPER_WRN16_1', 'PAPER_NCM_WRN16_1', 'PAPER_AUC', 'roc_auc', 'batch_weights', 'distill_grad_gap',
-           'kd_lkd_gradient_curve', 'summarize', 'format_table', 'budget_gains', 'load_history', 'tsne_2d',
+           'kd_lkd_gradient_curve', 'by_value', 'summarize', 'format_table', 'budget_gains', 'load_history', 'tsne_2d',
            'harmonic_mean']
 
 # %% ../nbs/07_eval.ipynb #c4e2defd
@@ -97,6 +97,11 @@ def kd_lkd_gradient_curve(student_emb:torch.Tensor, # [N, d] student embeddings 
         out.append({'n': n, **acc})
     return out
 
+# %% ../nbs/07_eval.ipynb #8393e7a0
+def by_value(t:tuple)->tuple:
+    "Sort key for a tuple of keys: numbers by value (0, 60, 100, not '0', '100', '60'), then anything else as text."
+    return tuple((0, x, '') if isinstance(x, (int, float)) else (1, 0, str(x)) for x in t)
+
 # %% ../nbs/07_eval.ipynb #165d509b
 PAPER_WRN16_1 = {  # Table 19 (GKD on CIFAR-100, teacher WRN-(40,2), student WRN-(16,1)); 60 % also Tables 2 and 4
     'student':        {0: 73.70, 20: 70.84, 40: 69.36, 60: 68.48, 80: 72.16, 100: 71.56},
@@ -111,10 +116,6 @@ PAPER_WRN16_1 = {  # Table 19 (GKD on CIFAR-100, teacher WRN-(40,2), student WRN
 PAPER_NCM_WRN16_1 = {'without_cm': 38.06, 'with_cm': 44.33}  # Table 11 (standard KD, all 100 classes)
 PAPER_AUC = 0.959  # §5.1.2, λ_i seen vs unseen at 60 % overlap
 
-def _by_value(t:tuple)->tuple:
-    "Sort key for a tuple of keys: numbers by value (0, 60, 100, not '0', '100', '60'), before anything else as text."
-    return tuple((0, x, '') if isinstance(x, (int, float)) else (1, 0, str(x)) for x in t)
-
 def summarize(rows:list, # result rows (dicts), e.g. from `refilled.experiments.read_results`
               by=('method', 'overlap'), value:str='test_acc_best_val', where:dict|None=None)->list:
     "Mean ± std (n−1) of `value` over the rows sharing the keys `by` (rows matching `where`)."
@@ -124,7 +125,7 @@ def summarize(rows:list, # result rows (dicts), e.g. from `refilled.experiments.
         if r.get(value) is None: continue
         groups[tuple(r[k] for k in by)].append(float(r[value]))
     out = []
-    for k in sorted(groups, key=_by_value):
+    for k in sorted(groups, key=by_value):
         v = groups[k]
         out.append({**dict(zip(by, k)), 'mean': statistics.fmean(v), 'std': statistics.stdev(v) if len(v) > 1 else float('nan'), 'n': len(v)})
     return out
@@ -155,7 +156,7 @@ def budget_gains(rows:list, # result rows (dicts), e.g. from `refilled.experimen
         long = acc.get(('student_long', E, *rest))
         if m == 'student' and long is not None:
             out.append({'E': E, **dict(zip(keys, rest)), 'student': v, 'student_long': long, 'gain': long - v})
-    return sorted(out, key=lambda g: _by_value((g['overlap'], g['E'], g['seed'])))
+    return sorted(out, key=lambda g: by_value((g['overlap'], g['E'], g['seed'])))
 
 # %% ../nbs/07_eval.ipynb #4eea9476
 def load_history(run_dir:str|Path)->list:
