@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['PAPER_WRN16_1', 'PAPER_NCM_WRN16_1', 'PAPER_AUC', 'roc_auc', 'batch_weights', 'distill_grad_gap',
-           'kd_lkd_gradient_curve', 'summarize', 'format_table', 'budget_gains', 'load_history', 'tsne_2d',
-           'harmonic_mean']
+           'kd_lkd_gradient_curve', 'by_value', 'summarize', 'format_table', 'paired_gains', 'budget_gains',
+           'load_history', 'tsne_2d', 'harmonic_mean']
 
 # %% ../nbs/07_eval.ipynb #c4e2defd
 import json, math, statistics
@@ -97,6 +97,11 @@ def kd_lkd_gradient_curve(student_emb:torch.Tensor, # [N, d] student embeddings 
         out.append({'n': n, **acc})
     return out
 
+# %% ../nbs/07_eval.ipynb #8393e7a0
+def by_value(t:tuple)->tuple:
+    "Sort key for a tuple of keys: numbers by value (0, 60, 100, not '0', '100', '60'), then anything else as text."
+    return tuple((0, x, '') if isinstance(x, (int, float)) else (1, 0, str(x)) for x in t)
+
 # %% ../nbs/07_eval.ipynb #165d509b
 PAPER_WRN16_1 = {  # Table 19 (GKD on CIFAR-100, teacher WRN-(40,2), student WRN-(16,1)); 60 % also Tables 2 and 4
     'student':        {0: 73.70, 20: 70.84, 40: 69.36, 60: 68.48, 80: 72.16, 100: 71.56},
@@ -111,10 +116,6 @@ PAPER_WRN16_1 = {  # Table 19 (GKD on CIFAR-100, teacher WRN-(40,2), student WRN
 PAPER_NCM_WRN16_1 = {'without_cm': 38.06, 'with_cm': 44.33}  # Table 11 (standard KD, all 100 classes)
 PAPER_AUC = 0.959  # §5.1.2, λ_i seen vs unseen at 60 % overlap
 
-def _by_value(t:tuple)->tuple:
-    "Sort key for a tuple of keys: numbers by value (0, 60, 100, not '0', '100', '60'), before anything else as text."
-    return tuple((0, x, '') if isinstance(x, (int, float)) else (1, 0, str(x)) for x in t)
-
 def summarize(rows:list, # result rows (dicts), e.g. from `refilled.experiments.read_results`
               by=('method', 'overlap'), value:str='test_acc_best_val', where:dict|None=None)->list:
     "Mean ± std (n−1) of `value` over the rows sharing the keys `by` (rows matching `where`)."
@@ -124,7 +125,7 @@ def summarize(rows:list, # result rows (dicts), e.g. from `refilled.experiments.
         if r.get(value) is None: continue
         groups[tuple(r[k] for k in by)].append(float(r[value]))
     out = []
-    for k in sorted(groups, key=_by_value):
+    for k in sorted(groups, key=by_value):
         v = groups[k]
         out.append({**dict(zip(by, k)), 'mean': statistics.fmean(v), 'std': statistics.stdev(v) if len(v) > 1 else float('nan'), 'n': len(v)})
     return out
@@ -138,24 +139,36 @@ def format_table(summary:list, cols=('method', 'overlap'), paper:dict|None=None)
         lines.append(' '.join(f'{str(r[c]):>18}' for c in cols) + f'{ms:>16}{r["n"]:>4}' + (f'{ref:>9.2f}' if ref is not None else (f"{'':>9}" if paper else '')))
     return '\n'.join(lines)
 
+# %% ../nbs/07_eval.ipynb #6fbacc8a
+def paired_gains(rows:list, # result rows (dicts), e.g. from `refilled.experiments.read_results`
+                 method:str, # the method whose gain is measured, e.g. 'refilled'
+                 baseline:str, # the method it is compared with, e.g. 'student_long'
+                 value:str='test_acc_best_val', # the accuracy compared
+                 keys=('E', 'overlap', 'seed', 'student', 'train_per_class'), # what a pair must share
+                )->list:
+    "Per seed: `method` minus `baseline` in `value`, for every combination of `keys` both have a row for."
+    if method == baseline: raise ValueError(f"method and baseline are both {method!r}: nothing to compare")
+    acc = {}
+    for r in rows:
+        if r.get('method') not in (method, baseline) or r.get(value) is None: continue
+        k = (r['method'], *(r.get(c) for c in keys))
+        if k in acc:
+            raise ValueError(f"two {r['method']} rows with {', '.join(f'{c}={v}' for c, v in zip(keys, k[1:]))}: the gain is ambiguous")
+        acc[k] = float(r[value])
+    out = []
+    for (m, *rest), v in acc.items():
+        base = acc.get((baseline, *rest))
+        if m == method and base is not None:
+            out.append({**dict(zip(keys, rest)), method: v, baseline: base, 'gain': v - base})
+    return sorted(out, key=lambda g: by_value(tuple(g.get(c) for c in ('overlap', 'E', 'seed'))))
+
 # %% ../nbs/07_eval.ipynb #6f6a9140
 def budget_gains(rows:list, # result rows (dicts), e.g. from `refilled.experiments.read_results`
                  value:str='val_acc_best', # the accuracy compared (the protocol judges E on validation accuracy)
                  keys=('overlap', 'seed', 'student', 'train_per_class'), # what else a pair must share besides E
                 )->list:
     "Per seed: `student_long` (1.5·E epochs) minus `student` (E epochs) in `value`, for every E both have a row for."
-    acc = {}
-    for r in rows:
-        if r.get('method') not in ('student', 'student_long') or r.get(value) is None: continue
-        k = (r['method'], r.get('E'), *(r.get(c) for c in keys))
-        if k in acc: raise ValueError(f"two {r['method']} rows with E={r.get('E')} and {dict(zip(keys, k[2:]))}: the gain is ambiguous")
-        acc[k] = float(r[value])
-    out = []
-    for (m, E, *rest), v in acc.items():
-        long = acc.get(('student_long', E, *rest))
-        if m == 'student' and long is not None:
-            out.append({'E': E, **dict(zip(keys, rest)), 'student': v, 'student_long': long, 'gain': long - v})
-    return sorted(out, key=lambda g: _by_value((g['overlap'], g['E'], g['seed'])))
+    return paired_gains(rows, 'student_long', 'student', value=value, keys=('E', *keys))
 
 # %% ../nbs/07_eval.ipynb #4eea9476
 def load_history(run_dir:str|Path)->list:

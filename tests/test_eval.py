@@ -1,7 +1,7 @@
-"Result tables: `summarize` (mean ± std over seeds, numeric order) and `budget_gains` (the protocol's budget check)."
+"Result tables: `summarize` (mean ± std over seeds, numeric order), `paired_gains` and `budget_gains` (the protocol's budget check)."
 import math
 import pytest
-from refilled.eval import summarize, budget_gains
+from refilled.eval import summarize, budget_gains, paired_gains
 
 
 def row(method, E, seed, val, test=None, overlap=60, student='wrn_16_1', train_per_class=100):
@@ -37,3 +37,23 @@ def test_budget_gains_refuses_two_rows_for_one_run():
     rows = [row('student', 100, 0, 46.0), row('student_long', 100, 0, 48.6), row('student_long', 100, 0, 47.0)]
     with pytest.raises(ValueError, match="two student_long rows with E=100"):
         budget_gains(rows)
+
+
+def test_paired_gains_is_method_minus_baseline_per_seed_and_setting():
+    rows = [row('refilled', 100, 0, 49.0, 47.0), row('student_long', 100, 0, 48.6, 45.5),
+            row('refilled', 100, 1, 46.0, 45.0), row('student_long', 100, 1, 47.8, 47.5),
+            row('refilled', 100, 2, 46.0, 44.0),                                       # no student_long of seed 2
+            row('refilled', 100, 0, 52.0, 51.0, overlap=0), row('student', 100, 0, 50.0, 49.0, overlap=0),
+            row('student_long', 150, 0, 51.0, 49.0)]                                   # other E: no partner
+    g = paired_gains(rows, 'refilled', 'student_long')
+    assert [(x['overlap'], x['E'], x['seed']) for x in g] == [(60, 100, 0), (60, 100, 1)]
+    assert [x['gain'] for x in g] == [pytest.approx(1.5), pytest.approx(-2.5)]
+    assert g[0]['refilled'] == 47.0 and g[0]['student_long'] == 45.5
+    s = summarize(g, by=('overlap', 'E'), value='gain')
+    assert s[0]['n'] == 2 and s[0]['mean'] == pytest.approx(-0.5) and s[0]['std'] == pytest.approx(math.sqrt(8.0))
+    v = paired_gains(rows, 'refilled', 'student', value='val_acc_best')
+    assert [(x['overlap'], x['gain']) for x in v] == [(0, pytest.approx(2.0))]
+    with pytest.raises(ValueError, match='nothing to compare'):
+        paired_gains(rows, 'refilled', 'refilled')
+    with pytest.raises(ValueError, match='two refilled rows with E=100, overlap=60, seed=0'):
+        paired_gains(rows + rows[:1], 'refilled', 'student_long')
