@@ -159,7 +159,8 @@ def paired_gains(rows:list, # result rows (dicts), e.g. from `refilled.experimen
     for (m, *rest), v in acc.items():
         base = acc.get((baseline, *rest))
         if m == method and base is not None:
-            out.append({**dict(zip(keys, rest)), method: v, baseline: base, 'gain': v - base})
+            out.append({**dict(zip(keys, rest)), 'method': method, 'baseline': baseline,
+                        'method_value': v, 'baseline_value': base, 'gain': v - base})
     return sorted(out, key=lambda g: by_value(tuple(g.get(c) for c in ('overlap', 'E', 'seed'))))
 
 # %% ../nbs/07_eval.ipynb #6f6a9140

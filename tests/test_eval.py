@@ -25,7 +25,8 @@ def test_budget_gains_pairs_only_runs_of_one_seed_E_overlap_and_data_size():
             row('student', 100, 0, 60.0, train_per_class=450), row('refilled', 100, 0, 70.0)]
     g = budget_gains(rows)
     assert [(x['overlap'], x['E'], x['seed'], x['train_per_class']) for x in g] == [(0, 100, 0, 100), (60, 100, 0, 100)]
-    assert g[1]['gain'] == pytest.approx(2.6) and g[1]['student'] == 46.0 and g[1]['student_long'] == 48.6
+    assert g[1]['gain'] == pytest.approx(2.6) and g[1]['baseline_value'] == 46.0 and g[1]['method_value'] == 48.6
+    assert g[1]['student'] == 'wrn_16_1'                                           # the pair's student model, kept
     t = budget_gains(rows, value='test_acc_best_val')
     assert [x['gain'] for x in t] == [pytest.approx(1.5)]                          # only seed 0 at 60 % has test values
     s = summarize(budget_gains(rows + [row('student', 100, 1, 47.0, overlap=0), row('student_long', 100, 1, 49.0, overlap=0)]),
@@ -48,7 +49,7 @@ def test_paired_gains_is_method_minus_baseline_per_seed_and_setting():
     g = paired_gains(rows, 'refilled', 'student_long')
     assert [(x['overlap'], x['E'], x['seed']) for x in g] == [(60, 100, 0), (60, 100, 1)]
     assert [x['gain'] for x in g] == [pytest.approx(1.5), pytest.approx(-2.5)]
-    assert g[0]['refilled'] == 47.0 and g[0]['student_long'] == 45.5
+    assert (g[0]['method'], g[0]['method_value'], g[0]['baseline'], g[0]['baseline_value']) == ('refilled', 47.0, 'student_long', 45.5)
     s = summarize(g, by=('overlap', 'E'), value='gain')
     assert s[0]['n'] == 2 and s[0]['mean'] == pytest.approx(-0.5) and s[0]['std'] == pytest.approx(math.sqrt(8.0))
     v = paired_gains(rows, 'refilled', 'student', value='val_acc_best')
