@@ -128,6 +128,21 @@ def test_distill_end_to_end_on_real_cifar(tmp_path):
     assert {k: again[k] for k in ('test_acc_best_val', 'ncm_acc', 'best_val_epoch')} == {k: a[k] for k in ('test_acc_best_val', 'ncm_acc', 'best_val_epoch')}
 
 
+
+@pytest.mark.skipif(not HAS_DATA, reason='needs CIFAR-100 under $REFILLED_DATA (CI has it)')
+def test_commit_column_names_the_code_the_run_started_with(tmp_path, monkeypatch):
+    "A commit made while a run trains (git_commit changes) is not credited with the run: the row keeps the commit read at its start."
+    import refilled.experiments as E
+    state = {'trained': False}
+    real_fit = E.fit
+    def fit(*a, **k): state['trained'] = True; return real_fit(*a, **k)
+    monkeypatch.setattr(E, 'fit', fit)
+    monkeypatch.setattr(E, 'git_commit', lambda: 'made-later' if state['trained'] else 'at-start')
+    row = E.distill(method='student', overlap=0, teacher='wrn_16_1', teacher_epochs=1, teacher_train_per_class=4, epochs=1, batch_size=32,
+                    train_per_class=4, val_per_class=2, verbose=False, work_dir=str(tmp_path/'w'), results_csv=str(tmp_path/'r.csv'))
+    assert state['trained'] and row['commit'] == 'at-start' and read_results(tmp_path/'r.csv')[0]['commit'] == 'at-start'
+
+
 def test_append_result_from_parallel_processes_loses_no_row(tmp_path):
     "Parallel sweep workers append to one results file: every row arrives once, under one header."
     f = tmp_path/'r.csv'
