@@ -369,6 +369,7 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
            )->dict:
     "Run one GKD method on one overlap and seed; returns the result row (and appends it to `results_csv`)."
     p = validate_params('distill', {k: v for k, v in locals().items()})
+    commit = git_commit()   # the code this run imported, read now: a commit made while it trains must not be credited with it
     work = _work_dir(p)
     T = train_teacher(**{**_stage_params(p, TEACHER_KEYS), 'work_dir': str(work)})
     teacher, device = T['model_obj'], _resolve_device(p['device'])
@@ -419,7 +420,7 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
                val_ncm_best=None if s1 is None else round(s1.best_val, 2),
                ncm_acc_final=round(ncm_accuracy(student, task.train_x, task.train_y, task.test_x, task.test_y, C, **ev), 2),
                ncm_acc_init=round(ncm_init, 2), wall_s=round(sum(h.get('secs', 0) for r in results for h in r.history), 1),
-               device=device_name(device), commit=git_commit(), train_per_class=p['train_per_class'] or '',
+               device=device_name(device), commit=commit, train_per_class=p['train_per_class'] or '',
                teacher_test_acc=round(T['test_acc'], 2), **used_hparams(stages), init_hash=init_hash,
                teacher_hash=T['hash'], run_id=run_id(p), E=p['epochs'])
     if p['results_csv']: append_result(row, p['results_csv'])

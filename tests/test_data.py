@@ -35,6 +35,27 @@ def test_cifar_fs_order_is_a_permutation():
     assert sorted(CIFAR_FS_ORDER) == list(range(100)) and len(CIFAR_FS_ORDER) == 100
 
 
+# The CIFAR-FS few-shot split (Bertinetto et al.) by class name, as torchmeta distributes it
+# (torchmeta/datasets/assets/cifar100/cifar-fs/{train,val,test}.json).
+CIFAR_FS_NAMES = {
+    'train': 'dolphin seal aquarium_fish ray trout orchid sunflower tulip bottle bowl can cup plate apple mushroom orange pear clock '
+             'keyboard chair couch bee caterpillar cockroach bear lion tiger wolf bridge castle house road skyscraper cloud forest '
+             'mountain elephant kangaroo porcupine possum raccoon skunk lobster spider boy girl dinosaur lizard snake turtle hamster '
+             'mouse rabbit shrew squirrel oak_tree palm_tree pine_tree willow_tree bus train lawn_mower streetcar tank',
+    'val': 'beaver otter flatfish shark lamp television beetle butterfly sea camel cattle crab crocodile maple_tree motorcycle tractor',
+    'test': 'whale poppy rose sweet_pepper telephone bed table wardrobe leopard plain chimpanzee fox snail worm baby man woman bicycle '
+            'pickup_truck rocket'}
+
+
+def test_cifar_fs_order_is_the_cifar_fs_split_by_name(cifar):
+    "CIFAR_FS_ORDER = the ids of the 64 train, 16 val and 20 test classes of CIFAR-FS, each part in ascending id (the official label_q)."
+    parts = {k: v.split() for k, v in CIFAR_FS_NAMES.items()}
+    assert [len(v) for v in parts.values()] == [64, 16, 20]
+    names = list(cifar.fine_label_names)
+    assert sorted(sum(parts.values(), [])) == names                              # the dataset's 100 fine labels, alphabetical ids
+    assert CIFAR_FS_ORDER == tuple(i for k in ('train', 'val', 'test') for i in sorted(names.index(n) for n in parts[k]))
+
+
 @pytest.mark.parametrize('overlap', CIFAR_OVERLAPS)
 def test_cifar_split_overlap(overlap):
     s = gkd_split('cifar100', overlap=overlap, order='cifar-fs')

@@ -128,6 +128,21 @@ def test_distill_end_to_end_on_real_cifar(tmp_path):
     assert {k: again[k] for k in ('test_acc_best_val', 'ncm_acc', 'best_val_epoch')} == {k: a[k] for k in ('test_acc_best_val', 'ncm_acc', 'best_val_epoch')}
 
 
+
+@pytest.mark.skipif(not HAS_DATA, reason='needs CIFAR-100 under $REFILLED_DATA (CI has it)')
+def test_commit_column_names_the_code_the_run_started_with(tmp_path, monkeypatch):
+    "A commit made while a run trains (git_commit changes) is not credited with the run: the row keeps the commit read at its start."
+    import refilled.experiments as E
+    state = {'trained': False}
+    real_fit = E.fit
+    def fit(*a, **k): state['trained'] = True; return real_fit(*a, **k)
+    monkeypatch.setattr(E, 'fit', fit)
+    monkeypatch.setattr(E, 'git_commit', lambda: 'made-later' if state['trained'] else 'at-start')
+    row = E.distill(method='student', overlap=0, teacher='wrn_16_1', teacher_epochs=1, teacher_train_per_class=4, epochs=1, batch_size=32,
+                    train_per_class=4, val_per_class=2, verbose=False, work_dir=str(tmp_path/'w'), results_csv=str(tmp_path/'r.csv'))
+    assert state['trained'] and row['commit'] == 'at-start' and read_results(tmp_path/'r.csv')[0]['commit'] == 'at-start'
+
+
 def test_append_result_from_parallel_processes_loses_no_row(tmp_path):
     "Parallel sweep workers append to one results file: every row arrives once, under one header."
     f = tmp_path/'r.csv'
@@ -194,3 +209,55 @@ def test_append_result_widens_an_older_file_and_refuses_a_foreign_one(tmp_path):
     g = tmp_path/'other.csv'; g.write_text('name,score\na,1\n')
     with pytest.raises(ValueError, match='not a prefix of RESULT_COLUMNS'): append_result({'protocol': 'x'}, g)
     assert g.read_text() == 'name,score\na,1\n'                                 # untouched
+
+
+def _teacher_store_sweep(tmp_path, work_dir='work'):
+    "A sweep file with a `teachers` folder holding one (fake) finished teacher training, and a probe notebook."
+    _probe_sweep(tmp_path, "pass")
+    store = tmp_path/'store'/'cifar100-wrn_16_1-0123456789abcdef'; store.mkdir(parents=True)
+    for f in ('best.pt', 'last.pt', 'metrics.jsonl'): (store/f).write_text(f'committed {f}')
+    (tmp_path/'t.yaml').write_text(f"notebook: probe.ipynb\nresults_csv: null\nwork_dir: {work_dir}\noutput_dir: runs\nteachers: store\n"
+                                   "base: {teacher: wrn_16_1}\ngrids:\n  - {name: g, method: [student], seed: [0, 1]}\n")
+    return str(tmp_path/'t.yaml'), store.name
+
+
+def test_sweep_copies_committed_teachers_into_its_work_folder(tmp_path, capsys):
+    from refilled.cli import sweep
+    f, name = _teacher_store_sweep(tmp_path)
+    dest = tmp_path/'work'/'teachers'/name
+    assert sweep(f, dry_run=True) == [] and not dest.exists()                    # a dry run copies nothing ...
+    assert f'would copy teacher {name} from store' in capsys.readouterr().out    # ... it names what it would copy
+    assert sweep(f, max_runs=0) == [] and not dest.exists()                      # nothing to run: nothing copied
+    assert len(sweep(f, max_runs=1)) == 1
+    assert f'copied teacher {name} from store' in capsys.readouterr().out
+    assert {p.name: p.read_text() for p in dest.iterdir()} == {g: f'committed {g}' for g in ('best.pt', 'last.pt', 'metrics.jsonl')}
+    (dest/'last.pt').write_text('trained here')                                   # the work folder's own training wins
+    assert len(sweep(f)) == 2 and 'copied teacher' not in capsys.readouterr().out
+    assert (dest/'last.pt').read_text() == 'trained here'
+
+
+def test_sweep_teachers_key_is_checked(tmp_path):
+    from refilled.cli import load_sweep
+    f, _ = _teacher_store_sweep(tmp_path, work_dir='temp')
+    with pytest.raises(ParameterError, match="teachers needs a work_dir"): load_sweep(f)
+    Path(f).write_text(Path(f).read_text().replace('teachers: store', 'teachers: nowhere').replace('work_dir: temp', 'work_dir: w'))
+    with pytest.raises(FileNotFoundError, match='teachers: no folder at'): load_sweep(f)
+
+
+@pytest.mark.skipif(not HAS_DATA, reason='needs CIFAR-100 under $REFILLED_DATA (CI has it)')
+def test_a_copied_teacher_is_loaded_not_retrained(tmp_path, capsys):
+    "A teacher training copied from a `teachers` folder is the teacher a run gets: the same weights, no epoch trained."
+    import shutil
+    from refilled.experiments import train_teacher
+    from refilled.cli import load_sweep, seed_teachers
+    kw = dict(teacher='wrn_16_1', teacher_epochs=1, teacher_train_per_class=8, deterministic=True, verbose=True)
+    a = train_teacher(**kw, work_dir=str(tmp_path/'a'))
+    assert 'loss=' in capsys.readouterr().out                                     # trained: one epoch line
+    shutil.copytree(tmp_path/'a'/'teachers', tmp_path/'store')
+    (tmp_path/'settings.ini').write_text('')
+    (tmp_path/'s.yaml').write_text("teachers: store\nwork_dir: b\nbase: {teacher: wrn_16_1}\ngrids:\n  - {name: g, method: [student]}\n")
+    assert seed_teachers(load_sweep(tmp_path/'s.yaml')[0]) == [Path(a['checkpoint']).parent.name]
+    b = train_teacher(**kw, work_dir=str(tmp_path/'b'))
+    out = capsys.readouterr().out
+    assert b['hash'] == a['hash'] and b['test_acc'] == a['test_acc']
+    assert 'resumed' in out and 'loss=' not in out                                # found finished: nothing trained
