@@ -6,10 +6,10 @@
 __all__ = ['COMMANDS', 'load_sweep', 'run_name', 'sweep_params', 'seed_teachers', 'clean_run_record', 'sweep', 'demo', 'main']
 
 # %% ../nbs/09_cli.ipynb #9f270dca
-import contextlib, io, itertools, json, os, shutil, sys, time
+import contextlib, io, itertools, json, os, sys, time
 from pathlib import Path
 from fastcore.script import anno_parser
-from .core import data_root, atomic_write_text
+from .core import data_root, atomic_write_text, atomic_write_bytes
 from .experiments import (train_teacher, distill, validate_params, ParameterError, read_results, run_id, METHODS,
                                   used_hparams, _signature_defaults)
 
@@ -84,7 +84,7 @@ def seed_teachers(meta:dict, # a sweep file's `meta` (from `load_sweep`)
         if dry_run: continue
         dest.mkdir(parents=True, exist_ok=True)
         for f in sorted((f for f in src.iterdir() if f.is_file()), key=lambda f: f.name == 'last.pt'):   # last.pt last: it marks a complete copy
-            tmp = dest/f'.{f.name}.copying'; shutil.copyfile(f, tmp); os.replace(tmp, dest/f.name)
+            atomic_write_bytes(f.read_bytes(), dest/f.name)
     return names
 
 # %% ../nbs/09_cli.ipynb #57603bd7
