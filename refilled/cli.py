@@ -62,10 +62,12 @@ def run_name(p:dict)->str:
     return '-'.join(parts + [run_id(p)[:8]]) + '.ipynb'
 
 def sweep_params(path:str|Path, # a sweep file
+                 copy_teachers:bool=False, # first copy the file's committed teachers (`teachers:`) into its work folder, as `sweep` does
                  **overrides)->dict:
     "The complete, validated `distill` parameters of a sweep file's `base` (its protocol and work folder included), updated by `overrides`."
     import yaml
     meta, _ = load_sweep(path)
+    if copy_teachers: seed_teachers(meta)
     base = (yaml.safe_load(Path(path).read_text()) or {}).get('base') or {}
     wd = meta['work_dir']
     return validate_params('distill', {**base, 'protocol': meta['protocol'], 'work_dir': wd if wd == 'temp' else str(wd), **overrides})
