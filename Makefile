@@ -18,12 +18,13 @@ endif
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with experiments/nbval_sanitize.cfg
 PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help install sync-check clean-check test docs readme demo smoke-runs bench clean
+.PHONY: help install sync-check clean-check test docs docs-check readme demo smoke-runs bench clean
 
 help:
 	@echo "make test   - install, check notebooks/package sync and cleanliness, run all tests (notebooks, pytest, nbval, docs)"
 	@echo "make demo   - install and run the project's main job (see README)"
 	@echo "make docs   - build the docs site (_proc/ by nbdev; Quarto if installed, else offline HTML in _docs/)"
+	@echo "make docs-check - build the docs and load every page in headless Chromium (apt-get installs it when missing)"
 	@echo "make readme - regenerate README.md from nbs/index.ipynb"
 	@echo "make smoke-runs - re-record the smoke-scale papermill runs that make test verifies with nbval"
 	@echo "make bench  - print the CPU benchmarks (data pipeline, backbones, CM loss, step overhead)"
@@ -45,12 +46,22 @@ clean-check: install
 	@tools/unchanged.sh nbs -- $(BIN)/nbdev_clean || { echo "Notebooks must be committed clean: run nbdev_clean and commit."; exit 1; }
 
 # One pytest run, so one summary line counts everything: unit tests, one item per notebook in nbs/ (nbdev's runner,
-# `#| slow` and `#| gpu` cells skipped), the docs build, and nbval over the committed smoke-scale papermill runs.
+# `#| slow` and `#| gpu` cells skipped, cells of missing data sets too), the docs build and its browser check, and nbval
+# over the committed smoke-scale run records, on this CPU's code path here and on another one in tests/test_records.py.
 test: sync-check clean-check
 	$(BIN)/python -m pytest tests experiments/runs/smoke $(NBVAL)
 
 docs: install
 	$(BIN)/python tools/docs.py build
+
+# The offline site as a reader sees it: every page of _docs/ loaded in headless Chromium with the network blocked
+# (math typeset by the local MathJax, no Quarto markup or raw TeX left, sidebar complete, links resolve).
+docs-check: install
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+	$(BIN)/python tools/docs.py build
+	$(BIN)/python tools/docs_browser_check.py
 
 readme: install
 	$(BIN)/python tools/docs.py readme

@@ -3,11 +3,11 @@
 
 Both pipelines do the same work per image: random crop with 4-pixel zero padding, horizontal flip, conversion to
 float and per-channel normalisation; both deliver shuffled [128, 3, 32, 32] float batches with labels on the CPU.
-The target (issue 3) is >= 16,000 img/s for BatchLoader: 10x the WRN-16-1 training throughput of the project's 2-core
+The target is >= 16,000 img/s for BatchLoader: 10x the WRN-16-1 training throughput of the project's 2-core
 machine (~1,600 img/s, channels_last), so the input pipeline is never the bottleneck.
 
 Usage:  GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184 \\
-        REFILLED_DATA=../shared/data .venv/bin/python benchmarks/data_pipeline.py [--epochs 2] [--workers 2]
+        REFILLED_DATA=/path/to/data .venv/bin/python benchmarks/data_pipeline.py [--epochs 2] [--workers 2]
 """
 import argparse, os, platform, time
 from types import SimpleNamespace

@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'OFFICIAL', 'TEACHER_KEYS', 'CIFAR_OVERLAPS', 'CHECKS', 'RESULT_COLUMNS', 'COMMON_KEYS', 'HPARAM_COLUMNS',
-           'Stage', 'method', 'ParameterError', 'validate_params', 'git_commit', 'device_name', 'train_teacher',
-           'append_result', 'read_results', 'used_hparams', 'run_id', 'distill', 'load_run']
+           'RECORD_MARK', 'Stage', 'method', 'ParameterError', 'validate_params', 'git_commit', 'device_name',
+           'train_teacher', 'append_result', 'read_results', 'used_hparams', 'run_id', 'distill', 'load_run',
+           'record_line', 'check_record']
 
 # %% ../nbs/08_experiments.ipynb #ad41e53d
 import csv, hashlib, inspect, io, json, math, os, platform, subprocess, time
@@ -445,3 +446,27 @@ def load_run(**params)->dict:
     centers = teacher_centers(teacher, task.train_x, task.train_y, task.num_classes, mean=MEAN, std=STD, device=device,
                               cache_dir=Path(row['stage_dirs'][0]).parent.parent/'centers')
     return dict(row=row, params=p, split=split, task=task, teacher=teacher, centers=centers, stages=stages, device=device)
+
+# %% ../nbs/08_experiments.ipynb #3321ad2b
+RECORD_MARK = 'refilled-record: '   # the line `check_record` prints while a record is made
+
+def record_line(name:str, values:dict)->str:
+    "What a record's check cell prints when every number is within tolerance (the same on every machine)."
+    return f"{name}: {len(values)} numbers within tolerance of the record ({', '.join(values)})"
+
+def check_record(name:str, # the record's name for this group of numbers, e.g. 'row'
+                 values:dict, # the numbers this execution produced (None allowed)
+                 recorded:dict|None, # the record's numbers by name; None: compare nothing; {}: record `values`
+                 tol:dict, # the largest allowed absolute difference for each key of `values`
+                )->None:
+    "Check `values` against a run record's `recorded[name]` within `tol` (see above)."
+    if set(values) != set(tol): raise ValueError(f"{name}: every number needs a tolerance: {sorted(set(values) ^ set(tol))}")
+    if recorded is None: return
+    if not recorded: print(RECORD_MARK + json.dumps({name: values})); return
+    if name not in recorded: raise AssertionError(f"the record has no numbers named {name!r} (it has {sorted(recorded)})")
+    rec = recorded[name]
+    if set(rec) != set(values): raise AssertionError(f"{name}: the record has {sorted(rec)}, this run {sorted(values)}")
+    bad = [f"{k} = {v}, recorded {rec[k]} (allowed ±{tol[k]})" for k, v in values.items()
+           if (v is None) != (rec[k] is None) or (v is not None and not abs(v - rec[k]) <= tol[k])]
+    if bad: raise AssertionError(f"{name} differs from the record beyond tolerance: " + '; '.join(bad))
+    print(record_line(name, values))

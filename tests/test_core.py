@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from refilled.core import seed_everything, default_device, data_root
+from refilled.core import seed_everything, default_device, data_root, DATASETS, data_available, missing_data_reason
 
 
 def _draw():
@@ -45,3 +45,24 @@ def test_data_root_precedence(tmp_path, monkeypatch):
     assert data_root(tmp_path/'explicit') == (tmp_path/'explicit').resolve()
     monkeypatch.setenv('REFILLED_DATA', '')
     assert data_root() == (Path.home()/'.cache'/'refilled').resolve()
+
+
+def test_missing_data_reason_names_the_data_set_and_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv('REFILLED_DATA', str(tmp_path))
+    assert [data_available(n) for n in DATASETS] == [False] * len(DATASETS)
+    assert missing_data_reason('cifar100') == (f"CIFAR-100 not found under $REFILLED_DATA={tmp_path.resolve()} "
+                                               "(cifar100/cifar100.npz or cifar-100-python/): see README, Data")
+    assert missing_data_reason('cub', tmp_path/'x').startswith(f"CUB-200-2011 not found under {(tmp_path/'x').resolve()} (")
+    monkeypatch.delenv('REFILLED_DATA')
+    assert f"{data_root()} ($REFILLED_DATA not set)" in missing_data_reason('dogs', '') or data_available('dogs')
+    for n in DATASETS:
+        r = missing_data_reason(n, tmp_path)
+        assert r.startswith(DATASETS[n].title + ' not found') and '\n' not in r
+    (tmp_path/'miniimagenet_subset').mkdir(); (tmp_path/'miniimagenet_subset'/'miniimagenet_subset.npz').touch()
+    assert data_available('miniimagenet', tmp_path) and missing_data_reason('miniimagenet', tmp_path) == ''
+
+
+@pytest.mark.parametrize('bad', ['cifar10', 'CIFAR100', 'cub200', ''])
+def test_unknown_data_set_names_the_known_ones(bad):
+    with pytest.raises(ValueError, match='known: cifar100, miniimagenet, cub, dogs'): data_available(bad)
+    with pytest.raises(ValueError, match='unknown data set'): missing_data_reason(bad)

@@ -1,5 +1,5 @@
 "Tests of refilled.data: loaders, GKD splits, task hold-outs, the batch pipeline (reproducibility, sharding, augmentation)."
-import hashlib, os, pickle
+import hashlib, pickle
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np
@@ -12,15 +12,11 @@ from refilled.data import (CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_
                            load_cifar100, gkd_split, make_task, BatchLoader, ArrayDataset, load_miniimagenet, load_cub,
                            load_dogs)
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get('REFILLED_DATA') or ROOT.parent/'shared'/'data')
+from refilled.core import DATASETS, data_root, data_available
+import refilled.data
+
 CIFAR_OVERLAPS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-
-
-@pytest.fixture(scope='module')
-def cifar():
-    return load_cifar100(DATA)
-
+# the real data sets come from tests/conftest.py's `cifar` and `mini` fixtures, which skip when they are missing
 
 def fake_arrays(n_classes=6, per_class=20, test_per_class=4, hw=8, seed=0):
     "A small labelled image set in the same form as CIFAR100Arrays (class-major rows, uint8 HWC)."
@@ -140,7 +136,7 @@ def test_real_cifar100_loads(cifar):
     assert len(cifar.fine_label_names) == 100 and cifar.fine_label_names[:3] == ('apple', 'aquarium_fish', 'baby')
     for k, h in SHA.items():   # the documented array contents (SOURCE.md)
         assert hashlib.sha256(np.ascontiguousarray(getattr(cifar, k)).tobytes()).hexdigest() == h
-    assert load_cifar100(DATA) is cifar                              # cached in-process
+    assert load_cifar100() is cifar                              # cached in-process
     with pytest.raises(ValueError, match='read-only'): cifar.train_y[0] = 3
 
 
@@ -494,18 +490,13 @@ def test_array_dataset_with_dataloader():
 
 
 # ---------------------------------------------------------------- MiniImageNet
-@pytest.fixture(scope='module')
-def mini():
-    return load_miniimagenet(DATA, source='npz')
-
-
 def test_miniimagenet_subset(mini):
     assert mini.train_x.shape == (5000, 84, 84, 3) and mini.test_x.shape == (1000, 84, 84, 3)
     assert (np.bincount(mini.train_y) == 50).all() and (np.bincount(mini.test_y) == 10).all()
     assert [len(mini.split_classes(p)) for p in ('train', 'val', 'test')] == [64, 16, 20]
     for p in ('train', 'val', 'test'):
         assert [mini.class_names[i] for i in mini.split_classes(p)] == MINIIMAGENET_SPLIT[p]
-    z = np.load(DATA/'miniimagenet_subset'/'miniimagenet_subset.npz')
+    z = np.load(data_root()/'miniimagenet_subset'/'miniimagenet_subset.npz')
     i = 1234; off = z['train_offsets']
     import io
     ref = np.asarray(Image.open(io.BytesIO(z['train_jpeg'][off[i]:off[i + 1]].tobytes())).convert('RGB'))
@@ -514,7 +505,7 @@ def test_miniimagenet_subset(mini):
 
 
 def test_miniimagenet_folder_layouts(mini, tmp_path):
-    z = np.load(DATA/'miniimagenet_subset'/'miniimagenet_subset.npz')
+    z = np.load(data_root()/'miniimagenet_subset'/'miniimagenet_subset.npz')
     wn = ['n01532829', 'n03146219']
     rows = []
     for part, sub in (('train', 'train'), ('test', 'val')):
@@ -601,10 +592,10 @@ def test_cub_resize_matches_torchvision(tmp_path):
     assert len(cub.test_y) == 0 and np.array_equal(cub.train_x, ref)   # official split: all 4 are training images
 
 
-def test_dogs_layout(tmp_path):
+def make_fake_dogs(d, classes=('n02085620-Chihuahua', 'n02085782-Japanese_spaniel', 'n02085936-Maltese_dog')):
+    "The official Stanford Dogs layout in folder `d`: Images/<class>/ (flat colour 50(k+1) for class k), train/test lists."
     import scipy.io
-    d = tmp_path/'stanford_dogs'; classes = ('n02085620-Chihuahua', 'n02085782-Japanese_spaniel', 'n02085936-Maltese_dog')
-    tr, te = [], []
+    d, tr, te = Path(d), [], []
     for k, c in enumerate(classes):
         (d/'Images'/c).mkdir(parents=True)
         for j in range(4):
@@ -613,6 +604,11 @@ def test_dogs_layout(tmp_path):
             (tr if j % 2 else te).append(f)
     for part, fl in (('train', tr), ('test', te)):
         scipy.io.savemat(d/f'{part}_list.mat', {'file_list': np.array([[np.array([f])] for f in fl], dtype=object)})
+    return d
+
+
+def test_dogs_layout(tmp_path):
+    make_fake_dogs(tmp_path/'stanford_dogs')
     dogs = load_dogs(tmp_path, size=20)
     assert dogs.train_x.shape == (6, 20, 20, 3) and dogs.train_y.tolist() == [0, 0, 1, 1, 2, 2]
     assert (dogs.train_x[..., 0] == 50 * (dogs.train_y[:, None, None] + 1)).all()
@@ -623,3 +619,60 @@ def test_dogs_layout(tmp_path):
 def test_cub_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match='CUB-200-2011 not found') as e: load_cub(tmp_path)
     assert 'bounding_boxes.txt' in str(e.value) and 'train_test_split.txt' in str(e.value)
+
+
+# ---------------------------------------------------------------- data-set detection (refilled.core) agrees with the loaders
+def make_layout(name, layout, root):
+    "A minimal copy of data set `name` in `layout` (one of `DATASETS[name].layouts`) under `root`, readable by its loader."
+    root = Path(root); root.mkdir(parents=True, exist_ok=True)
+    if name == 'cifar100':
+        a = fake_arrays(n_classes=100, per_class=1, test_per_class=1, hw=32)
+        a.fine_label_names = tuple(f'class_{i}' for i in range(100))
+        if layout[0].endswith('.npz'):
+            (root/'cifar100').mkdir()
+            np.savez(root/layout[0], train_x=a.train_x, train_y=a.train_y, test_x=a.test_x, test_y=a.test_y,
+                     fine_label_names=np.array(a.fine_label_names))
+        else: write_torchvision_layout(root, a)
+    elif name == 'miniimagenet':
+        import io
+        buf = io.BytesIO(); Image.fromarray(np.full((84, 84, 3), 90, np.uint8)).save(buf, 'JPEG'); jpg = buf.getvalue()
+        w = MINIIMAGENET_SPLIT['train'][0]
+        if layout[0].endswith('.npz'):
+            (root/'miniimagenet_subset').mkdir()
+            part = lambda p: {f'{p}_jpeg': np.frombuffer(jpg, np.uint8), f'{p}_offsets': np.array([0, len(jpg)]),
+                              f'{p}_y': np.zeros(1, np.uint8), f'{p}_filenames': np.array([f'{w}_{p}.jpg'])}
+            np.savez(root/layout[0], **part('train'), **part('test'), wnids=np.array([w]), meta_split=np.zeros(1, np.uint8))
+        else:
+            for sub in ('train', 'val'): (root/'miniimagenet'/sub/w).mkdir(parents=True); (root/'miniimagenet'/sub/w/'a.jpg').write_bytes(jpg)
+    elif name == 'cub':
+        d = make_fake_cub(root, n_classes=2, per_class=4)
+        if layout == ('images.txt',): root = d                          # the CUB_200_2011 folder itself
+    elif name == 'dogs':
+        make_fake_dogs(root/layout[0].rpartition('train_list.mat')[0], classes=('n02085620-Chihuahua',))
+    return root
+
+
+LOAD_KW = {'cub': dict(size=16), 'dogs': dict(size=16)}
+LAYOUTS = [(n, l) for n, ds in DATASETS.items() for l in ds.layouts]
+
+
+@pytest.mark.parametrize('name,layout', LAYOUTS, ids=[f'{n}:{"+".join(l)}' for n, l in LAYOUTS])
+def test_detection_agrees_with_the_loader(name, layout, tmp_path):
+    "Every layout the registry detects is one its loader reads, and where it detects nothing the loader finds nothing."
+    load = getattr(refilled.data, DATASETS[name].loader)
+    (tmp_path/'empty').mkdir()
+    assert not data_available(name, tmp_path/'empty')
+    with pytest.raises(FileNotFoundError): load(tmp_path/'empty', **LOAD_KW.get(name, {}))
+    root = make_layout(name, layout, tmp_path/'data')
+    assert data_available(name, root)
+    assert [n for n in DATASETS if data_available(n, root)] == [name]     # and no other data set
+    assert len(load(root, **LOAD_KW.get(name, {})).train_y) > 0
+
+
+def test_detection_needs_every_path_of_a_layout(tmp_path):
+    (tmp_path/'stanford_dogs'/'Images').mkdir(parents=True)
+    assert not data_available('dogs', tmp_path)
+    with pytest.raises(FileNotFoundError): load_dogs(tmp_path)
+    (tmp_path/'cifar-100-python').mkdir()                                  # the folder without its `train` file
+    assert not data_available('cifar100', tmp_path)
+    with pytest.raises(FileNotFoundError): load_cifar100(tmp_path)

@@ -1,5 +1,5 @@
 "Experiment recipes and parameters: validation (CLI, notebooks, sweeps), run identity, result rows, an end-to-end smoke run."
-import csv, json, os, subprocess, sys
+import csv, json, subprocess, sys
 from pathlib import Path
 import pytest
 from refilled.experiments import (validate_params, ParameterError, METHODS, run_id, append_result, read_results, RESULT_COLUMNS,
@@ -7,7 +7,6 @@ from refilled.experiments import (validate_params, ParameterError, METHODS, run_
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-HAS_DATA = (Path(os.environ.get('REFILLED_DATA', '~/.cache/refilled')).expanduser()/'cifar100'/'cifar100.npz').exists()
 
 BAD = [('method', 'refiled'), ('overlap', 50), ('overlap', '60'), ('student', 'wrn_16_3'), ('teacher', 'resnet'), ('lam', -1.0),
        ('epochs', 0), ('epochs', 2.5), ('batch_size', -8), ('lr', 0), ('tau_teacher', 0.0), ('tau_student', -1.0),
@@ -113,7 +112,7 @@ def test_sweep_injects_every_parameter_so_template_defaults_never_leak(tmp_path)
                                             'teacher_epochs': 3, 'max_impostors': None, 'tag': 'g'}
 
 
-@pytest.mark.skipif(not HAS_DATA, reason='needs CIFAR-100 under $REFILLED_DATA (CI has it)')
+@pytest.mark.needs_data('cifar100')
 def test_distill_end_to_end_on_real_cifar(tmp_path):
     kw = dict(overlap=0, teacher='wrn_16_1', teacher_epochs=1, teacher_train_per_class=8, student='wrn_16_1', epochs=2, batch_size=32,
               train_per_class=8, val_per_class=4, deterministic=True, verbose=False, work_dir=str(tmp_path/'w'), results_csv=str(tmp_path/'r.csv'))
@@ -129,7 +128,7 @@ def test_distill_end_to_end_on_real_cifar(tmp_path):
 
 
 
-@pytest.mark.skipif(not HAS_DATA, reason='needs CIFAR-100 under $REFILLED_DATA (CI has it)')
+@pytest.mark.needs_data('cifar100')
 def test_commit_column_names_the_code_the_run_started_with(tmp_path, monkeypatch):
     "A commit made while a run trains (git_commit changes) is not credited with the run: the row keeps the commit read at its start."
     import refilled.experiments as E
@@ -244,7 +243,7 @@ def test_sweep_teachers_key_is_checked(tmp_path):
     with pytest.raises(FileNotFoundError, match='teachers: no folder at'): load_sweep(f)
 
 
-@pytest.mark.skipif(not HAS_DATA, reason='needs CIFAR-100 under $REFILLED_DATA (CI has it)')
+@pytest.mark.needs_data('cifar100')
 def test_a_copied_teacher_is_loaded_not_retrained(tmp_path, capsys):
     "A teacher training copied from a `teachers` folder is the teacher a run gets: the same weights, no epoch trained."
     import shutil

@@ -1,0 +1,61 @@
+"""nbval re-executes the run records in this folder (`make test`); a record that reads a data set missing under
+`refilled.core.data_root()` is skipped, every cell of it, with `missing_data_reason`'s one line.
+
+A record declares the data sets it reads (names are keys of `refilled.core.DATASETS`) in either of two ways:
+
+* its `dataset` parameter, in its `parameters` or papermill's `injected-parameters` cell (the last assignment wins,
+  as when the record ran; its `data_dir` parameter, when set, is where that data set is looked for). Every record of
+  a sweep over `nbs/experiments/gkd_cifar.ipynb` has it;
+* the `needs` entry of its title cell's frontmatter list (`- needs: cifar100`), the convention of the notebooks in
+  `nbs/`. A record without one takes its template's: the notebook of the same name in `nbs/experiments/`
+  (`tools/record.py` keeps the name), so declaring it in the template covers records made before the declaration.
+"""
+import ast
+from pathlib import Path
+import nbformat
+import pytest
+from nbdev.frontmatter import FrontmatterProc
+from nbdev.process import NBProcessor
+from refilled.core import DATASETS, missing_data_reason
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE.parents[2]/'nbs'/'experiments'
+
+
+def frontmatter_needs(nb:Path)->list:
+    "The data sets named by `nb`'s frontmatter `needs` (a name or a list)."
+    if not nb.is_file(): return []
+    needs = getattr(NBProcessor(nb, procs=FrontmatterProc, process=True).nb, 'frontmatter_', {}).get('needs') or []
+    return [needs] if isinstance(needs, str) else list(needs)
+
+
+def parameters(nb:Path)->dict:
+    "The constant parameters assigned in `nb`'s `parameters` and `injected-parameters` cells, in execution order."
+    out = {}
+    for c in nbformat.read(nb, as_version=4).cells:
+        if c.cell_type != 'code' or not {'parameters', 'injected-parameters'} & set(c.metadata.get('tags', [])): continue
+        for node in ast.parse(c.source).body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                for t in node.targets:
+                    if isinstance(t, ast.Name): out[t.id] = node.value.value
+    return out
+
+
+def record_needs(nb:Path)->dict:
+    "Data set -> data folder (None: `data_root()`) for every data set the record `nb` reads."
+    p = parameters(nb)
+    needs = {n: None for n in (frontmatter_needs(nb) or frontmatter_needs(TEMPLATES/nb.name))}
+    if p.get('dataset'): needs[p['dataset']] = p.get('data_dir')
+    unknown = sorted(set(needs) - set(DATASETS))
+    if unknown: raise pytest.UsageError(f"{nb}: unknown data set(s) {unknown}; known: {', '.join(DATASETS)}")
+    return needs
+
+
+def pytest_collection_modifyitems(config, items):
+    reasons = {}
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if path.suffix != '.ipynb' or path.parent != HERE: continue
+        if path not in reasons:
+            reasons[path] = '; '.join(r for n, root in record_needs(path).items() if (r := missing_data_reason(n, root)))
+        if reasons[path]: item.add_marker(pytest.mark.skip(reason=reasons[path]))

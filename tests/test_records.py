@@ -1,0 +1,89 @@
+"""The committed verification records (experiments/runs/smoke) check on any CPU: what nbval compares exactly is the same
+on every machine, and every number from training is checked by `check_record` within a stated tolerance.
+
+`make test` re-executes the records with nbval on this machine's own CPU code path (its pytest arguments name
+experiments/runs/smoke); the tests here add the same re-execution under another code path, and show that a record
+whose number lies outside its tolerance fails, naming the cell.
+"""
+import ast, json, os, re, subprocess, sys
+from pathlib import Path
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT/'experiments'/'runs'/'smoke'
+RECORDS = sorted(SMOKE.glob('*.ipynb'))
+NBVAL = ['--nbval', '--nbval-current-env', '--nbval-sanitize-with', str(ROOT/'experiments'/'nbval_sanitize.cfg')]
+# PyTorch's scalar (non-vectorised) ATen kernels and oneDNN limited to AVX (no AVX2, no FMA): a CPU code path other than
+# the one the records were made on (AVX2) and than AVX-512 machines take, open to any x86-64 machine (a cap, not a
+# demand). oneDNN at SSE4.1 would do too, but made a training step about five times slower here than at AVX2; AVX
+# about 1.6 times.
+OTHER_PATH = {'ATEN_CPU_CAPABILITY': 'default', 'ONEDNN_MAX_CPU_ISA': 'AVX'}
+
+
+def recorded_of(nb) -> dict | None:
+    "The `recorded` parameter of an executed notebook (its injected-parameters cell), evaluated as the literal it is."
+    for c in nb.cells:
+        if 'injected-parameters' in c.metadata.get('tags', []):
+            for node in ast.parse(c.source).body:
+                if isinstance(node, ast.Assign) and [t.id for t in node.targets] == ['recorded']:
+                    return ast.literal_eval(node.value)
+    return None
+
+
+def check_names(nb) -> list:
+    "The names of the `check_record` calls in a notebook, in order."
+    return [m for c in nb.cells if c.cell_type == 'code' for m in re.findall(r"check_record\('(\w+)'", c.source)]
+
+
+def nbval(paths, env=None, timeout=900):
+    return subprocess.run([sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', '-q', *map(str, paths), *NBVAL],
+                          cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+
+
+def test_records_exist():
+    assert {p.stem.split('-')[0] for p in RECORDS} >= {'student', 'refilled', 'gkd_analysis', 'gkd_results'}, RECORDS
+
+
+@pytest.mark.parametrize('path', RECORDS, ids=[p.name for p in RECORDS])
+def test_every_measured_output_is_checked_against_the_record(path):
+    """Each cell whose output nbval ignores is followed by a `check_record` cell, and the record holds the numbers of
+    every check: a record can't pass by checking nothing."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == 'code']
+    for i, c in enumerate(cells):
+        if 'nbval-ignore-output' in c.metadata.get('tags', []):
+            assert i + 1 < len(cells) and 'check_record(' in cells[i+1].source, f'{path.name}: cell {c.source[:60]!r} has no check after it'
+    names, rec = check_names(nb), recorded_of(nb)
+    if not names: return                                  # e.g. gkd_results: tables of committed rows, compared exactly
+    assert rec, f'{path.name}: check cells but no recorded numbers (record it with `make smoke-runs`)'
+    assert sorted(rec) == sorted(names), (sorted(rec), names)
+    assert all(isinstance(v, dict) and v for v in rec.values())
+
+
+@pytest.mark.needs_data('cifar100')
+def test_the_records_pass_on_another_cpu_code_path():
+    "The whole smoke record set, re-executed with PyTorch's scalar kernels and oneDNN at AVX, passes nbval."
+    r = nbval([SMOKE], env=OTHER_PATH)
+    print(r.stdout[-3000:])
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    assert re.search(r'\b\d+ passed\b', r.stdout) and ' failed' not in r.stdout.splitlines()[-1]
+
+
+@pytest.mark.needs_data('cifar100')
+def test_a_number_outside_its_tolerance_fails_naming_the_cell(tmp_path):
+    "Corrupt one recorded accuracy by 5 points (its tolerance is 2.5): nbval fails on the check cell and says why."
+    src = next(p for p in RECORDS if p.name.startswith('student-'))
+    nb = nbformat.read(src, as_version=4)
+    inj = next(c for c in nb.cells if 'injected-parameters' in c.metadata.get('tags', []))
+    rec = recorded_of(nb); good = rec['row']['test_acc_best_val']
+    rec['row']['test_acc_best_val'] = round(good + 5, 2)
+    inj.source = re.sub(r'recorded = \{.*', 'recorded = ' + repr(rec), inj.source, flags=re.S)
+    nbformat.write(nb, tmp_path/src.name)
+    r = nbval([tmp_path/src.name])
+    code = [c for c in nb.cells if c.cell_type == 'code']                 # nbval numbers the code cells from 0
+    check_cell = next(i for i, c in enumerate(code) if "check_record('row'" in c.source)
+    assert r.returncode != 0, r.stdout[-3000:]
+    assert f'::Cell {check_cell} ' in r.stdout, r.stdout[-3000:]
+    assert f'test_acc_best_val = {good}, recorded {round(good + 5, 2)} (allowed ±2.5)' in r.stdout, r.stdout[-3000:]
+    assert '1 failed' in r.stdout.splitlines()[-1]
