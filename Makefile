@@ -49,7 +49,7 @@ clean-check: install
 # `#| slow` and `#| gpu` cells skipped, cells of missing data sets too), the docs build and its browser check, and nbval
 # over the committed smoke-scale run records, on this CPU's code path here and on another one in tests/test_records.py.
 test: sync-check clean-check
-	$(BIN)/python -m pytest tests experiments/runs/smoke $(NBVAL)
+	$(BIN)/python -m pytest tests experiments/runs/smoke $(NBVAL) --durations=8
 
 docs: install
 	$(BIN)/python tools/docs.py build
