@@ -14,6 +14,9 @@ export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=171
 ifneq ($(wildcard ../shared/data),)
 export REFILLED_DATA ?= $(abspath ../shared/data)
 endif
+ifneq ($(wildcard ../shared/teachers),)
+export REFILLED_TEACHERS ?= $(abspath ../shared/teachers)
+endif
 
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with experiments/nbval_sanitize.cfg
 PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
@@ -76,6 +79,7 @@ smoke-runs: install
 	$(BIN)/refilled sweep experiments/params/smoke.yaml
 	$(BIN)/python tools/record.py nbs/experiments/gkd_analysis.ipynb experiments/runs/smoke/gkd_analysis.ipynb
 	$(BIN)/python tools/record.py nbs/experiments/gkd_results.ipynb experiments/runs/smoke/gkd_results.ipynb
+	$(BIN)/python tools/record.py nbs/tutorials/own_teacher_own_data.ipynb experiments/runs/smoke/own_teacher_own_data.ipynb
 
 bench: install
 	$(BIN)/python benchmarks/data_pipeline.py

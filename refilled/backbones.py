@@ -71,6 +71,7 @@ class _Group(nn.Module):
     def __init__(self, blocks): super().__init__(); self.layer = nn.Sequential(*blocks)
     def forward(self, x): return self.layer(x)
 
+# %% ../nbs/02_backbones.ipynb #1f09be01
 class WideResNet(Backbone):
     "CIFAR Wide ResNet WRN-depth-width (depth = 6n+4); embedding 64*width."
     def __init__(self, depth:int, # 6n+4: 16, 28, 40, ...
@@ -98,7 +99,7 @@ class WideResNet(Backbone):
         f3 = self.relu(self.bn1(self.block3(f2)))
         return [f1, f2, f3], _gap(f3)
 
-# %% ../nbs/02_backbones.ipynb #4188b0a4
+# %% ../nbs/02_backbones.ipynb #dc2df13e
 class _BasicBlock(nn.Module):
     def __init__(self, cin, cout, stride, shortcut):
         super().__init__()
@@ -117,6 +118,7 @@ class _BasicBlock(nn.Module):
         else: sc = x
         return F.relu(out + sc)
 
+# %% ../nbs/02_backbones.ipynb #4bc3c5d2
 class CifarResNet(Backbone):
     "CIFAR ResNet with basic blocks (depth = 6n+2); option-A (zero-pad) or option-B (1x1 conv) shortcuts."
     def __init__(self, depth:int, # 6n+2: 8, 14, 20, 32, 44, 50, 56, 110, ...
@@ -191,6 +193,7 @@ class _InvertedResidual(nn.Module):
                                   nn.Conv2d(h, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout))
     def forward(self, x): return x + self.conv(x) if self.use_res else self.conv(x)
 
+# %% ../nbs/02_backbones.ipynb #ed4aefc1
 class MobileNetV2(Backbone):
     "RepDistiller's CIFAR MobileNet v2 (expansion T, width multiplier); embedding 1280."
     legacy_heads = ('classifier.0.',)
@@ -260,6 +263,7 @@ class ConvNet4(Backbone):
         for b in self.encoder: x = b(x); feats.append(x)
         return feats, torch.flatten(F.adaptive_max_pool2d(x, 1), 1)
 
+# %% ../nbs/02_backbones.ipynb #d63a75a6
 def _drop_block(x, p, size, training):
     "DropBlock (Ghiasi et al. 2018): zero `size`x`size` squares so that a share p of the units is dropped."
     if not training or p <= 0: return x
@@ -270,6 +274,7 @@ def _drop_block(x, p, size, training):
     mask = 1 - F.max_pool2d(F.pad(seeds, (pad, pad, pad, pad)), size, 1)
     return x * mask * (mask.numel() / mask.sum().clamp_min(1))
 
+# %% ../nbs/02_backbones.ipynb #a44e3be8
 class _Res12Block(nn.Module):
     def __init__(self, cin, cout, drop_rate, drop_block):
         super().__init__()
@@ -285,6 +290,7 @@ class _Res12Block(nn.Module):
         if self.drop_block: return _drop_block(out, self.drop_rate, 5, self.training)
         return F.dropout(out, self.drop_rate, self.training) if self.drop_rate > 0 else out
 
+# %% ../nbs/02_backbones.ipynb #4ed00df5
 class ResNet12(Backbone):
     "The few-shot ResNet-12 (FEAT/MetaOptNet): widths 64-160-320-640, embedding 640."
     def __init__(self, num_classes:int=64, # outputs of the classifier
@@ -351,6 +357,7 @@ def count_params(model:nn.Module)->int:
     "Number of parameters (trainable or not; buffers excluded)."
     return sum(p.numel() for p in model.parameters())
 
+# %% ../nbs/02_backbones.ipynb #dfdbc235
 def param_table(num_classes:int=100, # head size of the "params" column
                )->list[dict]:
     "Parameter count of every registry model, with the published figure (and its head size and source) where one exists."

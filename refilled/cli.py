@@ -10,7 +10,7 @@ __all__ = ['COMMANDS', 'load_sweep', 'run_name', 'sweep_params', 'seed_teachers'
 import contextlib, io, itertools, json, os, sys, time
 from pathlib import Path
 from fastcore.script import anno_parser
-from .core import data_root, atomic_write_text, atomic_write_bytes
+from .core import data_root, atomic_write_text, atomic_write_bytes, InputError, MissingDataError
 from .experiments import (train_teacher, distill, validate_params, ParameterError, read_results, run_id, METHODS,
                                   used_hparams, _signature_defaults)
 
@@ -21,7 +21,7 @@ def load_sweep(path:str|Path, # the YAML parameter file
     "Read a sweep file; returns `(meta, runs)` with every run's full, validated parameter dict."
     import yaml
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"no sweep file at {path}")
+    if not path.exists(): raise MissingDataError(f"no sweep file at {path}")
     spec = yaml.safe_load(path.read_text()) or {}
     allowed = {'protocol', 'notebook', 'output_dir', 'results_csv', 'work_dir', 'teachers', 'record', 'base', 'grids', 'description'}
     unknown = sorted(set(spec) - allowed)
@@ -37,7 +37,7 @@ def load_sweep(path:str|Path, # the YAML parameter file
             'record': spec.get('record', False)}                                      # the runs are verification records
     if not isinstance(meta['record'], bool): raise ParameterError(f"{path}: record must be true or false, got {meta['record']!r}")
     if meta['teachers'] is not None:
-        if not meta['teachers'].is_dir(): raise FileNotFoundError(f"{path}: teachers: no folder at {meta['teachers']}")
+        if not meta['teachers'].is_dir(): raise MissingDataError(f"{path}: teachers: no folder at {meta['teachers']}")
         if meta['work_dir'] == 'temp': raise ParameterError(f"{path}: teachers needs a work_dir (with 'temp' every run starts from an empty folder)")
     runs, seen = [], set()
     for g in spec.get('grids') or [{}]:
@@ -55,15 +55,25 @@ def load_sweep(path:str|Path, # the YAML parameter file
             seen.add(rid); runs.append({'grid': name, 'run_id': rid, 'params': p})
     return meta, runs
 
+
+# %% ../nbs/09_cli.ipynb #befb0299
+def _data_tag(data:str)->str:
+    "A short file-name tag for a run's `data`: the source, or an image folder's last path component."
+    name = Path(data.split(':', 1)[1]).name if data.startswith('imagefolder:') else data
+    return ''.join(ch if ch.isalnum() or ch in '_.' else '_' for ch in name) or 'data'
+
 def run_name(p:dict)->str:
     "File name of a run's executed notebook: method, overlap, student, data size, seed, the hyper-parameters the method uses."
     h = used_hparams(METHODS[p['method']](p))
-    parts = [p['method'], f"o{p['overlap']}", p['student']] + ([f"n{p['train_per_class']}"] if p['train_per_class'] else []) + [f"s{p['seed']}"]
+    where = f"o{p['overlap']}" if p.get('data') is None else _data_tag(p['data'])
+    parts = [p['method'], where, p['student']] + ([f"n{p['train_per_class']}"] if p['train_per_class'] else []) + [f"s{p['seed']}"]
     if h['lam'] is not None: parts.append(f"lam{h['lam']:g}")
     if h['cm_scale'] is not None: parts.append(f"cs{h['cm_scale']:g}")
     if h['max_impostors'] is not None: parts.append(f"k{h['max_impostors']}")
     return '-'.join(parts + [run_id(p)[:8]]) + '.ipynb'
 
+
+# %% ../nbs/09_cli.ipynb #9d675f9b
 def sweep_params(path:str|Path, # a sweep file
                  copy_teachers:bool=False, # first copy the file's committed teachers (`teachers:`) into its work folder, as `sweep` does
                  **overrides)->dict:
@@ -121,6 +131,8 @@ def clean_run_record(path:str|Path):
         c.metadata.pop('papermill', None); c.metadata.pop('execution', None)
     atomic_write_text(nbformat.writes(fill_record(nb)) + '\n', path)
 
+
+# %% ../nbs/09_cli.ipynb #e7699037
 def _execute_run(notebook:str, out:str, params:dict, kernel:str, cwd:str)->float:
     "Execute one run's notebook into `out` and clean the record; returns the seconds it took (raises if the run fails)."
     import logging, papermill as pm
@@ -148,6 +160,8 @@ def _finished(jobs:list, workers:int, announce):
         finally:   # the caller stopped early (a failure without keep_going): drop the runs not yet started
             for f in futs: f.cancel()
 
+
+# %% ../nbs/09_cli.ipynb #32d6518d
 def sweep(params_file:str, # YAML sweep file (see above)
           grid:str=None, # run only the grid with this name
           dry_run:bool=False, # list the runs (and which are done) without executing anything
@@ -272,6 +286,6 @@ def main(argv:list|None=None)->int:
     ns = vars(anno_parser(getattr(fn, '__wrapped__', fn), prog=f'refilled {cmd}').parse_args(argv[1:]))
     ns.pop('pdb', None); ns.pop('xtra', None)
     try: res = fn(**ns)
-    except ParameterError as e: print(f"refilled {cmd}: error: {e}", file=sys.stderr); return 2
+    except InputError as e: print(f"refilled {cmd}: error: {e}", file=sys.stderr); return 2   # one line, no traceback
     if res is not None and cmd in ('train-teacher', 'distill'): print(json.dumps(_summary(res), indent=1, default=str))
     return 0

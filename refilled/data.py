@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from PIL import Image
+from fastcore.basics import patch
 from .core import data_root, default_device
 
 # %% ../nbs/01_data.ipynb #dce76ac5
@@ -44,6 +45,7 @@ def _readonly(*arrays):
     for a in arrays: a.flags.writeable = False
     return arrays
 
+# %% ../nbs/01_data.ipynb #cdf6175f
 def _cifar_from_npz(f):
     if not zipfile.is_zipfile(f): raise ValueError("not an npz (zip) archive")
     with np.load(f, allow_pickle=False) as z:
@@ -65,6 +67,7 @@ def _cifar_from_pickles(d):
         out += [np.ascontiguousarray(x[o]), y[o]]
     return (*out, tuple(_cifar_pickle(d/'meta')['fine_label_names']))
 
+# %% ../nbs/01_data.ipynb #2bbc2ef6
 def _check_cifar(tx, ty, sx, sy, names):
     for n, x, y in (('train', tx, ty), ('test', sx, sy)):
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) or len(x) != len(y) or len(x) == 0:
@@ -131,30 +134,36 @@ class GKDSplit:
     student_classes: np.ndarray  # original ids; student label s is class student_classes[s]
     standard_kd: bool = False    # True when teacher and student both use every class
 
-    @property
-    def teacher_index(self)->dict:
-        "Original class id -> teacher label."
-        return {int(c): i for i, c in enumerate(self.teacher_classes)}
-    @property
-    def student_index(self)->dict:
-        "Original class id -> student label."
-        return {int(c): i for i, c in enumerate(self.student_classes)}
-    @property
-    def student_to_teacher(self)->np.ndarray:
-        "For each student label, the teacher label of the same class, or -1 when the teacher never saw it."
-        ti = self.teacher_index; return _ro([ti.get(int(c), -1) for c in self.student_classes])
-    @property
-    def teacher_to_student(self)->np.ndarray:
-        "For each teacher label, the student label of the same class, or -1."
-        si = self.student_index; return _ro([si.get(int(c), -1) for c in self.teacher_classes])
-    @property
-    def seen(self)->np.ndarray:
-        "Bool per student class: is it one of the teacher's classes?"
-        return _ro(self.student_to_teacher >= 0)
     def __repr__(self):
         kind = 'standard KD' if self.standard_kd else f'overlap={self.overlap:g} (n_new={self.n_new})'
         return (f"GKDSplit({self.dataset}, {kind}, order={self.order!r}: teacher {len(self.teacher_classes)} classes, "
                 f"student {len(self.student_classes)} classes, {int(self.seen.sum())} seen)")
+
+# %% ../nbs/01_data.ipynb #1dccfb68
+@patch(as_prop=True)
+def teacher_index(self:GKDSplit)->dict:
+    "Original class id -> teacher label."
+    return {int(c): i for i, c in enumerate(self.teacher_classes)}
+
+@patch(as_prop=True)
+def student_index(self:GKDSplit)->dict:
+    "Original class id -> student label."
+    return {int(c): i for i, c in enumerate(self.student_classes)}
+
+@patch(as_prop=True)
+def student_to_teacher(self:GKDSplit)->np.ndarray:
+    "For each student label, the teacher label of the same class, or -1 when the teacher never saw it."
+    ti = self.teacher_index; return _ro([ti.get(int(c), -1) for c in self.student_classes])
+
+@patch(as_prop=True)
+def teacher_to_student(self:GKDSplit)->np.ndarray:
+    "For each teacher label, the student label of the same class, or -1."
+    si = self.student_index; return _ro([si.get(int(c), -1) for c in self.teacher_classes])
+
+@patch(as_prop=True)
+def seen(self:GKDSplit)->np.ndarray:
+    "Bool per student class: is it one of the teacher's classes?"
+    return _ro(self.student_to_teacher >= 0)
 
 # %% ../nbs/01_data.ipynb #229123a3
 def gkd_split(dataset:str='cifar100', # 'cifar100' or 'cub'
@@ -255,29 +264,58 @@ def make_task(arrays, # any object with train_x/train_y/test_x/test_y (e.g. `CIF
     return TaskData(_take(arrays.train_x, ti), lab(tr), _take(arrays.train_x, vi), lab(va),
                     _take(arrays.test_x, si), lab(te), _ro(cls), len(cls), _ro(ti), _ro(vi), _ro(si))
 
-# %% ../nbs/01_data.ipynb #93c1b16e
-def _rrc_boxes(rng, n, h, w, scale, ratio):
-    "torchvision's RandomResizedCrop.get_params for `n` images at once: [n, 4] boxes (x0, y0, x1, y1) in pixels."
-    area = h * w; tries = 10
-    ta = area * rng.uniform(scale[0], scale[1], (n, tries))
-    ar = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), (n, tries)))
-    cw, ch = np.rint(np.sqrt(ta * ar)), np.rint(np.sqrt(ta / ar))
-    ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
-    u = rng.random((n, 2))
-    first = ok.argmax(1); has = ok.any(1); r_ = np.arange(n)
-    cw, ch = cw[r_, first], ch[r_, first]
-    # fallback (no try fitted): a centre crop of the whole image, aspect ratio clamped to `ratio`
-    in_ratio = w / h
-    fw = np.where(in_ratio < ratio[0], w, np.where(in_ratio > ratio[1], np.rint(h * ratio[1]), w))
-    fh = np.where(in_ratio < ratio[0], np.rint(w / ratio[0]), h)
-    cw, ch = np.where(has, cw, fw), np.where(has, ch, fh)
-    y0 = np.where(has, np.floor(u[:, 0] * (h - ch + 1)), np.floor((h - ch) / 2))
-    x0 = np.where(has, np.floor(u[:, 1] * (w - cw + 1)), np.floor((w - cw) / 2))
-    return np.stack([x0, y0, x0 + cw, y0 + ch], 1).astype(np.float32)
-
-# %% ../nbs/01_data.ipynb #0486869c
+# %% ../nbs/01_data.ipynb #21c0fd93
 _AUGMENTS = (None, 'cifar', 'rrc', 'center')
 
+def _as_images(x)->torch.Tensor:
+    "uint8 images as a tensor [N, H, W, C] (C in 1, 3); [N, C, H, W] is permuted, anything else refused."
+    if isinstance(x, np.ndarray): x = torch.from_numpy(x if x.flags.writeable else x.copy())
+    if torch.is_tensor(x) and x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = x.permute(0, 2, 3, 1)   # [N, C, H, W] given: stored as HWC (one copy, when the loader stores it)
+    if not torch.is_tensor(x) or x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ValueError(f"x must be uint8 images [N, H, W, C] with C in (1, 3), got "
+                         f"{getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
+    return x
+
+def _as_labels(y, n:int)->torch.Tensor:
+    "`n` labels as a 1-D tensor of its own."
+    y = y.detach().clone() if torch.is_tensor(y) else torch.tensor(np.asarray(y))
+    if y.ndim != 1 or len(y) != n: raise ValueError(f"y must be 1-D with {n} labels, got shape {tuple(y.shape)}")
+    return y
+
+def _check_loader_ints(batch_size, seed, world_size, padding, rank):
+    "The integer options: batch_size >= 1, seed >= 0, world_size >= 1, padding >= 0, 0 <= rank < world_size."
+    _check_int('batch_size', batch_size, 1); _check_int('seed', seed); _check_int('world_size', world_size, 1)
+    _check_int('padding', padding)
+    if not (isinstance(rank, (int, np.integer)) and 0 <= rank < world_size):
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank!r}")
+
+# %% ../nbs/01_data.ipynb #554e3c2b
+def _channel_vec(v, name, default, c)->torch.Tensor:
+    "A per-channel constant as a float tensor [c] (one number is repeated)."
+    v = default if v is None else v
+    t = torch.as_tensor(v, dtype=torch.float32).flatten()
+    if t.numel() == 1: t = t.expand(c)
+    if t.numel() != c: raise ValueError(f"{name} needs {c} values (one per channel), got {v!r}")
+    return t
+
+def _norm_affine(mean, std, c)->tuple:
+    "(mul, sub) with x*mul - sub = (x/255 - mean)/std, per channel."
+    m, s = _channel_vec(mean, 'mean', 0.0, c), _channel_vec(std, 'std', 1.0, c)
+    if (s <= 0).any(): raise ValueError(f"std must be positive, got {std!r}")
+    return 1 / (255 * s), m / s
+
+# %% ../nbs/01_data.ipynb #d6f8438c
+def _output_size(size, augment, h, w)->int:
+    "The side of the output images, checked against the augmentation and the stored size h x w."
+    out = int(size) if size is not None else h
+    if augment in (None, 'cifar') and size is not None and out != h:
+        raise ValueError(f"size={size} needs augment='rrc' or 'center' (stored images are {h}x{w})")
+    if augment == 'center' and (out > h or out > w):
+        raise ValueError(f"size={size} is larger than the stored images ({h}x{w})")
+    return out
+
+# %% ../nbs/01_data.ipynb #9b2a0033
 class _num_threads:
     "Run a block with `n` torch CPU threads (None: unchanged), restoring the setting afterwards."
     def __init__(self, n): self.n = n
@@ -287,6 +325,7 @@ class _num_threads:
     def __exit__(self, *a):
         if torch.get_num_threads() != self.old: torch.set_num_threads(self.old)
 
+# %% ../nbs/01_data.ipynb #0486869c
 class BatchLoader:
     "Batches of normalised float images from one on-device uint8 tensor, augmented per batch; seeded by (seed, epoch)."
     def __init__(self, x, # uint8 images [N, H, W, C] (C in {1, 3}; [N, C, H, W] is converted once), array or tensor
@@ -310,36 +349,15 @@ class BatchLoader:
                  threads:int|None=1, # CPU threads used to build a batch (1: no OpenMP stalls on busy cores); None: torch's setting
                 ):
         if augment not in _AUGMENTS: raise ValueError(f"augment must be one of {_AUGMENTS}, got {augment!r}")
-        if isinstance(x, np.ndarray): x = torch.from_numpy(x if x.flags.writeable else x.copy())
-        if torch.is_tensor(x) and x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
-            x = x.permute(0, 2, 3, 1)   # [N, C, H, W] given: stored as HWC (one copy, below)
-        if not torch.is_tensor(x) or x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] not in (1, 3):
-            raise ValueError(f"x must be uint8 images [N, H, W, C] with C in (1, 3), got "
-                             f"{getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
-        y = y.detach().clone() if torch.is_tensor(y) else torch.tensor(np.asarray(y))
-        if y.ndim != 1 or len(y) != len(x): raise ValueError(f"y must be 1-D with {len(x)} labels, got shape {tuple(y.shape)}")
-        _check_int('batch_size', batch_size, 1); _check_int('seed', seed); _check_int('world_size', world_size, 1)
-        _check_int('padding', padding)
-        if not (isinstance(rank, (int, np.integer)) and 0 <= rank < world_size):
-            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank!r}")
+        x = _as_images(x); y = _as_labels(y, len(x))
+        _check_loader_ints(batch_size, seed, world_size, padding, rank)
         self.device = torch.device(device) if device is not None else default_device()
         self.x = x.to(self.device).contiguous(); self.y = y.to(self.device, torch.int64)
         self.n, self.h, self.w, self.c = x.shape
         if world_size > 1 and self.n < world_size: raise ValueError(f"{self.n} samples cannot be shared by {world_size} ranks")
-        self.size = int(size) if size is not None else self.h
-        if augment in (None, 'cifar') and size is not None and self.size != self.h:
-            raise ValueError(f"size={size} needs augment='rrc' or 'center' (stored images are {self.h}x{self.w})")
-        if augment == 'center' and (self.size > self.h or self.size > self.w):
-            raise ValueError(f"size={size} is larger than the stored images ({self.h}x{self.w})")
-        def vec(v, name, default):
-            v = default if v is None else v
-            t = torch.as_tensor(v, dtype=torch.float32).flatten()
-            if t.numel() == 1: t = t.expand(self.c)
-            if t.numel() != self.c: raise ValueError(f"{name} needs {self.c} values (one per channel), got {v!r}")
-            return t
-        m, s = vec(mean, 'mean', 0.0), vec(std, 'std', 1.0)
-        if (s <= 0).any(): raise ValueError(f"std must be positive, got {std!r}")
-        self._mul, self._sub = (1 / (255 * s)).to(self.device), (m / s).to(self.device)  # x*mul - sub = (x/255-m)/s
+        self.size = _output_size(size, augment, self.h, self.w)
+        mul, sub = _norm_affine(mean, std, self.c)
+        self._mul, self._sub = mul.to(self.device), sub.to(self.device)  # x*mul - sub = (x/255-m)/s
         self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, int(seed)
         self.drop_last, self.rank, self.world_size, self.channels_last = drop_last, int(rank), int(world_size), channels_last
         self.padding, self.scale, self.ratio = padding, tuple(scale), tuple(ratio)
@@ -347,62 +365,64 @@ class BatchLoader:
         self.threads = threads if self.device.type == 'cpu' else None
         self.epoch = 0
 
-    def set_epoch(self, epoch:int):
-        "Select the epoch whose permutation and augmentation the next iteration uses."
-        _check_int('epoch', epoch); self.epoch = int(epoch)
-
-    @property
-    def shard_size(self)->int:
-        "Samples this rank sees per epoch."
-        return self.n if self.world_size == 1 else self.n // self.world_size
-
-    def __len__(self):
-        n, b = self.shard_size, self.batch_size
-        return n // b if self.drop_last else -(-n // b)
-
-    def plan(self, epoch:int|None=None)->dict:
-        "This rank's sample order and augmentation draws for `epoch` (default: the current one), as numpy arrays."
-        rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch])
-        n = self.n
-        p = dict(order=rng.permutation(n) if self.shuffle else np.arange(n))
-        if self.augment == 'cifar':
-            p['offset'] = rng.integers(0, 2 * self.padding + 1, (n, 2))  # (dy, dx) in the padded image
-            p['flip'] = rng.random(n) < 0.5
-        elif self.augment == 'rrc':
-            p['box'] = _rrc_boxes(rng, n, self.h, self.w, self.scale, self.ratio)
-            p['flip'] = rng.random(n) < 0.5
-        if self.world_size > 1:
-            m = n - n % self.world_size
-            p = {k: v[self.rank:m:self.world_size] for k, v in p.items()}
-        return p
-
-    def __iter__(self):
-        p = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in self.plan().items()}
-        n, b = len(p['order']), self.batch_size
-        for i in range(len(self)):
-            sl = slice(i * b, min(n, (i + 1) * b))
-            idx = p['order'][sl]
-            with _num_threads(self.threads): xb = self._batch(idx, {k: v[sl] for k, v in p.items() if k != 'order'})
-            yield xb, self.y[idx]
-
-    def _finish(self, xb):
-        "uint8/float [B, H, W, C] (NHWC memory) -> normalised float [B, C, H, W]."
-        out = torch.addcmul(-self._sub, xb.to(torch.float32), self._mul).permute(0, 3, 1, 2)
-        return out.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-
-    def _batch(self, idx, p):
-        imgs = self.x.index_select(0, idx)
-        if self.augment == 'cifar': return self._finish(_crop_flip(imgs, p['offset'], p['flip'], self.padding))
-        if self.augment == 'center':
-            t, l = int(round((self.h - self.size) / 2.0)), int(round((self.w - self.size) / 2.0))
-            return self._finish(imgs[:, t:t + self.size, l:l + self.size])
-        if self.augment == 'rrc': return self._finish(_resized_crop_flip(imgs, p['box'], p['flip'], self.size))
-        return self._finish(imgs)
-
     def __repr__(self):
         return (f"BatchLoader({self.n} images {self.h}x{self.w}x{self.c} on {self.device}, batch {self.batch_size}, "
                 f"{len(self)} batches/epoch, augment={self.augment!r}, shuffle={self.shuffle}, seed={self.seed}, "
                 f"rank {self.rank}/{self.world_size})")
+
+# %% ../nbs/01_data.ipynb #a2a71585
+@patch
+def set_epoch(self:BatchLoader, epoch:int):
+    "Select the epoch whose permutation and augmentation the next iteration uses."
+    _check_int('epoch', epoch); self.epoch = int(epoch)
+
+@patch(as_prop=True)
+def shard_size(self:BatchLoader)->int:
+    "Samples this rank sees per epoch."
+    return self.n if self.world_size == 1 else self.n // self.world_size
+
+@patch
+def __len__(self:BatchLoader):
+    n, b = self.shard_size, self.batch_size
+    return n // b if self.drop_last else -(-n // b)
+
+# %% ../nbs/01_data.ipynb #93c1b16e
+def _rrc_boxes(rng, n, h, w, scale, ratio):
+    "torchvision's RandomResizedCrop.get_params for `n` images at once: [n, 4] boxes (x0, y0, x1, y1) in pixels."
+    area = h * w; tries = 10
+    ta = area * rng.uniform(scale[0], scale[1], (n, tries))
+    ar = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), (n, tries)))
+    cw, ch = np.rint(np.sqrt(ta * ar)), np.rint(np.sqrt(ta / ar))
+    ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    u = rng.random((n, 2))
+    first = ok.argmax(1); has = ok.any(1); r_ = np.arange(n)
+    cw, ch = cw[r_, first], ch[r_, first]
+    # fallback (no try fitted): a centre crop of the whole image, aspect ratio clamped to `ratio`
+    in_ratio = w / h
+    fw = np.where(in_ratio < ratio[0], w, np.where(in_ratio > ratio[1], np.rint(h * ratio[1]), w))
+    fh = np.where(in_ratio < ratio[0], np.rint(w / ratio[0]), h)
+    cw, ch = np.where(has, cw, fw), np.where(has, ch, fh)
+    y0 = np.where(has, np.floor(u[:, 0] * (h - ch + 1)), np.floor((h - ch) / 2))
+    x0 = np.where(has, np.floor(u[:, 1] * (w - cw + 1)), np.floor((w - cw) / 2))
+    return np.stack([x0, y0, x0 + cw, y0 + ch], 1).astype(np.float32)
+
+# %% ../nbs/01_data.ipynb #04b85dbc
+@patch
+def plan(self:BatchLoader, epoch:int|None=None)->dict:
+    "This rank's sample order and augmentation draws for `epoch` (default: the current one), as numpy arrays."
+    rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch])
+    n = self.n
+    p = dict(order=rng.permutation(n) if self.shuffle else np.arange(n))
+    if self.augment == 'cifar':
+        p['offset'] = rng.integers(0, 2 * self.padding + 1, (n, 2))  # (dy, dx) in the padded image
+        p['flip'] = rng.random(n) < 0.5
+    elif self.augment == 'rrc':
+        p['box'] = _rrc_boxes(rng, n, self.h, self.w, self.scale, self.ratio)
+        p['flip'] = rng.random(n) < 0.5
+    if self.world_size > 1:
+        m = n - n % self.world_size
+        p = {k: v[self.rank:m:self.world_size] for k, v in p.items()}
+    return p
 
 # %% ../nbs/01_data.ipynb #084dc92d
 def _crop_flip(imgs, offset, flip, pad):
@@ -419,6 +439,7 @@ def _crop_flip(imgs, offset, flip, pad):
     lin = (base * Wp)[:, :, None] + cols[:, None, :]                              # [B, H, W]
     return padded.view(-1, C).index_select(0, lin.view(-1)).view(B, H, W, C)
 
+# %% ../nbs/01_data.ipynb #8b999529
 def _resized_crop_flip(imgs, box, flip, size):
     "Resample each box of [B,H,W,C] uint8 images to size x size (roi_align, bilinear), mirrored where `flip`."
     from torchvision.ops import roi_align
@@ -428,6 +449,34 @@ def _resized_crop_flip(imgs, box, flip, size):
     out = roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
     out = torch.where(flip[:, None, None, None], out.flip(-1), out)
     return out.permute(0, 2, 3, 1)                                                # back to [B, H, W, C] view
+
+# %% ../nbs/01_data.ipynb #dc60c567
+@patch
+def _finish(self:BatchLoader, xb):
+    "uint8/float [B, H, W, C] (NHWC memory) -> normalised float [B, C, H, W]."
+    out = torch.addcmul(-self._sub, xb.to(torch.float32), self._mul).permute(0, 3, 1, 2)
+    return out.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+
+@patch
+def _batch(self:BatchLoader, idx, p):
+    imgs = self.x.index_select(0, idx)
+    if self.augment == 'cifar': return self._finish(_crop_flip(imgs, p['offset'], p['flip'], self.padding))
+    if self.augment == 'center':
+        t, l = int(round((self.h - self.size) / 2.0)), int(round((self.w - self.size) / 2.0))
+        return self._finish(imgs[:, t:t + self.size, l:l + self.size])
+    if self.augment == 'rrc': return self._finish(_resized_crop_flip(imgs, p['box'], p['flip'], self.size))
+    return self._finish(imgs)
+
+# %% ../nbs/01_data.ipynb #d6f733f8
+@patch
+def __iter__(self:BatchLoader):
+    p = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in self.plan().items()}
+    n, b = len(p['order']), self.batch_size
+    for i in range(len(self)):
+        sl = slice(i * b, min(n, (i + 1) * b))
+        idx = p['order'][sl]
+        with _num_threads(self.threads): xb = self._batch(idx, {k: v[sl] for k, v in p.items() if k != 'order'})
+        yield xb, self.y[idx]
 
 # %% ../nbs/01_data.ipynb #e3a6b614
 class ArrayDataset(Dataset):
@@ -463,6 +512,7 @@ MINIIMAGENET_SPLIT = {  # the Ravi & Larochelle (2017) class split, as stored in
              'n07613480').split(),
 }
 
+# %% ../nbs/01_data.ipynb #ad8fd234
 class ImageArrays(NamedTuple):
     "A labelled image dataset as read-only arrays: uint8 HWC images of one size, int64 labels, class names."
     train_x: np.ndarray      # uint8 [N, S, S, 3]
@@ -481,6 +531,7 @@ class ImageArrays(NamedTuple):
         if k is None: raise ValueError(f"part must be 'train', 'val' or 'test', got {part!r}")
         return np.flatnonzero(self.meta_split == k)
 
+# %% ../nbs/01_data.ipynb #4033a1d1
 def _decode(data_or_path, size=None, box=None, square=False):
     "Decode one image to uint8 HWC RGB; optionally crop `box`, resize (shorter side, or exactly if `square`)."
     src = io.BytesIO(data_or_path) if isinstance(data_or_path, (bytes, bytearray, memoryview)) else data_or_path
@@ -518,6 +569,7 @@ def _mini_from_npz(f, size):
         return (*out, tuple(str(w) for w in z['wnids']), z['meta_split'].astype(np.int64),
                 tuple(str(f) for f in z['train_filenames']), tuple(str(f) for f in z['test_filenames']))
 
+# %% ../nbs/01_data.ipynb #00db4efe
 def _mini_from_folder(d, size):
     wnids = sorted(MINIIMAGENET_SPLIT['train'] + MINIIMAGENET_SPLIT['val'] + MINIIMAGENET_SPLIT['test'])
     files = {w: [] for w in wnids}
@@ -544,6 +596,7 @@ def _mini_from_folder(d, size):
     split = np.array([0 if w in MINIIMAGENET_SPLIT['train'] else 1 if w in MINIIMAGENET_SPLIT['val'] else 2 for w in wnids])
     return (*out, tuple(wnids), split, *files)
 
+# %% ../nbs/01_data.ipynb #f408296b
 def load_miniimagenet(root:str|os.PathLike|None=None, # data folder; None uses `data_root()`
                       source:str='auto', # 'npz', 'folder', or 'auto' (the full folder when present, else the npz subset)
                       size:int=84, # images are resized to size x size
@@ -586,6 +639,13 @@ def _table(f, n=None):
     rows = [l.split() for l in Path(f).read_text().splitlines() if l.strip()]
     return {int(r[0]): (r[1:] if n is None else r[1:1 + n]) for r in rows}
 
+def _cub_boxes(d, ids):
+    "The bounding boxes (x0, y0, x1, y1) of images `ids` from d/bounding_boxes.txt (`id x y w h`), far edges rounded up."
+    bb = {k: [float(v) for v in r] for k, r in _table(d/'bounding_boxes.txt', 4).items()}
+    return [(int(bb[k][0]), int(bb[k][1]), int(math.ceil(bb[k][0] + bb[k][2])), int(math.ceil(bb[k][1] + bb[k][3])))
+            for k in ids]
+
+# %% ../nbs/01_data.ipynb #130c1c89
 def load_cub(root:str|os.PathLike|None=None, # data folder holding CUB_200_2011/ (or that folder itself)
              *,
              split:str='random', # 'random': seeded per-class train_frac/rest (the paper's GKD protocol); 'official'
@@ -612,11 +672,7 @@ def load_cub(root:str|os.PathLike|None=None, # data folder holding CUB_200_2011/
     if (d/'image_class_labels.txt').exists(): lab = {k: int(v[0]) for k, v in _table(d/'image_class_labels.txt', 1).items()}
     else: lab = {k: int(imgs[k][0].split('.')[0]) for k in ids}   # 'NNN.Class_name/file.jpg'
     y = np.array([lab[k] - 1 for k in ids], np.int64)
-    boxes = [None] * len(ids)
-    if crop_bbox:
-        bb = {k: [float(v) for v in r] for k, r in _table(d/'bounding_boxes.txt', 4).items()}
-        boxes = [(int(bb[k][0]), int(bb[k][1]), int(math.ceil(bb[k][0] + bb[k][2])), int(math.ceil(bb[k][1] + bb[k][3])))
-                 for k in ids]
+    boxes = _cub_boxes(d, ids) if crop_bbox else [None] * len(ids)
     if split == 'official':
         is_tr = _table(d/'train_test_split.txt', 1)
         tr = np.array([i for i, k in enumerate(ids) if is_tr[k][0] == '1']); te = np.setdiff1d(np.arange(len(ids)), tr)

@@ -178,12 +178,14 @@ def load_history(run_dir:str|Path)->list:
     if not f.exists(): raise FileNotFoundError(f"no metrics.jsonl in {run_dir}")
     return [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
 
+# %% ../nbs/07_eval.ipynb #2d890410
 def tsne_2d(emb:torch.Tensor, seed:int=0, perplexity:float=30.0)->np.ndarray:
     "2-D t-SNE of embeddings (scikit-learn), seeded."
     from sklearn.manifold import TSNE
     e = emb.detach().float().cpu().numpy()
     return TSNE(n_components=2, perplexity=min(perplexity, (len(e)-1)/3), init='pca', random_state=seed).fit_transform(e)
 
+# %% ../nbs/07_eval.ipynb #87c43ed8
 def harmonic_mean(a:float, b:float)->float:
     "Harmonic mean of two accuracies (Appendix B)."
     return 0.0 if a + b == 0 else 2*a*b/(a + b)

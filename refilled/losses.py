@@ -48,15 +48,14 @@ def tuple_log_probs(emb:Tensor, # [B, d] embeddings (normalised inside)
     if emb.ndim != 2: raise ValueError(f"emb must be 2-D [B, d], got shape {tuple(emb.shape)}")
     return _tuple_log_probs_from_distances(pairwise_distances(emb), tuples, tau)
 
-# %% ../nbs/04_losses.ipynb #f381e272
-_MINE_DEFAULTS = dict(margin=None, max_impostors=None, mode="masked")
-
+# %% ../nbs/04_losses.ipynb #be58c02e
 def _segment_sum(x, idx, n):
     "Sum the rows of `x` [T, B] into `n` rows by `idx` [T]; one segment reduction when `idx` is sorted (as mined)."
     if len(idx) < 2 or bool((idx[1:] >= idx[:-1]).all()):
         return torch.segment_reduce(x, 'sum', lengths=torch.bincount(idx, minlength=n), axis=0)
     return torch.zeros(n, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, idx, x)
 
+# %% ../nbs/04_losses.ipynb #7800240d
 class _RowsKLSum(torch.autograd.Function):
     "Σ_t KL(p_T,t ‖ p_S,t) from logits z = -D/τ [B, B] and the tuples' selection rows; gradient W_S − W_T."
     @staticmethod
@@ -81,6 +80,9 @@ def _cm_kl_sum_rows(Ds, Dt, tuples, tau_s, tau_t):
     sel = tuples.rows(Ds.shape[0]).clone()
     sel[torch.arange(len(tuples), device=sel.device), tuples.positive] = True
     return _RowsKLSum.apply(Ds * (-1 / tau_s), (Dt * (-1 / tau_t)).to(Ds.dtype), tuples.anchor, sel)
+
+# %% ../nbs/04_losses.ipynb #b5cb43e9
+_MINE_DEFAULTS = dict(margin=None, max_impostors=None, mode="masked")
 
 def comparison_matching_loss(student_emb:Tensor, # [B, d] student embedding φ(x) (gets the gradient)
                              teacher_emb:Tensor, # [B, d'] teacher embedding φ_T(x) of the same images (no gradient)

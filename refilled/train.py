@@ -17,7 +17,7 @@ from torch import nn
 import torch.distributed as dist
 import torch.nn.functional as F
 from .core import default_device, seed_everything, atomic_save, atomic_write_text, file_lock
-from .data import BatchLoader
+from .data import BatchLoader, _AUGMENTS
 from .losses import class_centers, ncm_logits
 from .distillers import Distiller, embed_all
 
@@ -26,7 +26,7 @@ from .distillers import Distiller, embed_all
 def predict(model:nn.Module, # a classifier (`forward` gives logits)
             x:torch.Tensor, # uint8 images
             *, mean, std, batch_size:int=512, device=None, amp:bool=False)->torch.Tensor:
-    "Logits of `model` on all images `x` (eval mode)."
+    "Logits of `model` on all images `x` (eval mode); `[0, C]` when `x` holds no image."
     device = device or next(model.parameters()).device
     was = model.training; model.eval()
     dl = BatchLoader(x, torch.zeros(len(x), dtype=torch.long), batch_size, shuffle=False, augment=None, mean=mean, std=std, device=device)
@@ -34,12 +34,15 @@ def predict(model:nn.Module, # a classifier (`forward` gives logits)
     with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
         for xb, _ in dl: out.append(model(xb).float())
     model.train(was)
-    return torch.cat(out)
+    if out: return torch.cat(out)
+    return torch.zeros(0, getattr(getattr(model, 'classifier', None), 'out_features', 0), device=device)
 
+# %% ../nbs/06_train.ipynb #289cb00e
 def accuracy(logits:torch.Tensor, y:torch.Tensor)->float:
-    "Top-1 accuracy in percent."
+    "Top-1 accuracy in percent (NaN without labels)."
     return 100.0*(logits.argmax(1) == y.to(logits.device)).float().mean().item() if len(y) else float('nan')
 
+# %% ../nbs/06_train.ipynb #8dd400a3
 def ncm_accuracy(model:nn.Module, # a model with `.embed`
                  ref_x, ref_y, # images and labels the class centres are computed from (the training split)
                  x, y, # images and labels to classify
@@ -133,6 +136,32 @@ class FitResult:
         "The headline numbers."
         return {k: getattr(self, k) for k in ('best_epoch', 'best_val', 'test_acc_best_val', 'test_acc_last', 'wall_s', 'select')}
 
+# %% ../nbs/06_train.ipynb #f16ed083
+def _check_fit_args(distiller, task, *, epochs, batch_size, lr, momentum, weight_decay, select, augment, resume, run_dir, verbose):
+    "Raise on anything `fit` cannot train with, naming the argument and what it accepts."
+    if not isinstance(distiller, Distiller): raise TypeError(f"distiller must be a refilled Distiller, got {type(distiller).__name__}")
+    for k, v in dict(epochs=epochs, batch_size=batch_size).items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{k} must be a positive integer, got {v!r}")
+    for k, v in dict(lr=lr, weight_decay=weight_decay, momentum=momentum).items():
+        if not isinstance(v, (int, float)) or v < 0 or (k == 'lr' and v == 0): raise ValueError(f"{k} must be {'positive' if k=='lr' else 'non-negative'}, got {v!r}")
+    if select not in ('val_acc', 'val_ncm', 'last'): raise ValueError(f"select must be 'val_acc', 'val_ncm' or 'last', got {select!r}")
+    if augment != 'auto' and augment not in _AUGMENTS: raise ValueError(f"augment must be 'auto' or one of {_AUGMENTS}, got {augment!r}")
+    if resume and run_dir is None: raise ValueError("resume=True needs a run_dir")
+    if len(task.val_y) == 0 and select != 'last': raise ValueError("the task has no validation split; pass select='last' or build it with a hold-out")
+    if verbose not in (True, False, 'epoch', 'bar'): raise ValueError(f"verbose must be True, False, 'epoch' or 'bar', got {verbose!r}")
+
+# %% ../nbs/06_train.ipynb #631ce8f8
+def _task_norm(task, mean, std)->tuple:
+    "The normalisation constants: the arguments, else the task's `mean` and `std`."
+    mean = getattr(task, 'mean', None) if mean is None else mean
+    std = getattr(task, 'std', None) if std is None else std
+    if mean is None or std is None: raise ValueError("pass mean= and std= (the task carries no normalisation constants)")
+    return mean, std
+
+def _resolve_augment(augment, task):
+    "'auto': the task's `augment` when it has one, else 'cifar'; anything else as given."
+    return getattr(task, 'augment', 'cifar') if augment == 'auto' else augment
+
 # %% ../nbs/06_train.ipynb #bb007432
 def _split_params(distiller):
     "(trainable, frozen-for-this-stage): everything but the teacher is trained, except an unused student classifier."
@@ -141,16 +170,141 @@ def _split_params(distiller):
     train = [p for n, p in distiller.named_parameters() if not n.startswith('teacher.') and p.requires_grad and id(p) not in ids]
     return train, [p for p in frozen if p.requires_grad]
 
+# %% ../nbs/06_train.ipynb #dad80b07
+def _optimizer(params, epochs, *, lr, momentum, nesterov, weight_decay, schedule, milestones, gamma, eta_min)->tuple:
+    "(SGD, its learning-rate scheduler)."
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=weight_decay)
+    return opt, make_scheduler(opt, epochs, schedule, milestones, gamma, eta_min)
+
+def _wrap(distiller, device, world, compile):
+    "What the training steps call: the distiller, in DDP when there are several processes, compiled when asked."
+    model = distiller
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        model = DDP(distiller, device_ids=[device.index] if device.type == 'cuda' else None)
+    return torch.compile(model) if compile else model
+
+# %% ../nbs/06_train.ipynb #b4495626
+def _train_loader(task, batch_size, *, augment, mean, std, device, seed, rank, world, channels_last)->BatchLoader:
+    "This rank's training batches: shuffled, augmented, normalised on `device`."
+    return BatchLoader(task.train_x, task.train_y, batch_size, shuffle=True, augment=augment, mean=mean, std=std,
+                       device=device, seed=seed, drop_last=False, rank=rank, world_size=world, channels_last=channels_last)
+
+def _run_config(config, distiller, **kw)->dict:
+    "What a checkpoint records of the run: `config`, the distiller's name and the training arguments `kw`, as JSON values."
+    return json.loads(json.dumps(dict(config or {}, distiller=distiller.name, **kw), default=str))
+
+# %% ../nbs/06_train.ipynb #66da8575
+def _train_epoch(step, opt, sched, loader, epoch, epochs, *, amp, device, world, bar=False)->tuple:
+    "Train one epoch and step the schedule; returns (the epoch's training record, its start time)."
+    loader.set_epoch(epoch)
+    lr_now = opt.param_groups[0]['lr']
+    sums, n, correct, t0 = {}, torch.zeros((), device=device), torch.zeros((), device=device), time.time()
+    if bar:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(loader), desc=f'epoch {epoch+1}/{epochs}', leave=False)
+    for i, (xb, yb) in enumerate(loader):
+        logits, losses = train_step(step, opt, xb, yb, amp=amp)
+        with torch.no_grad():
+            for k, v in losses.items(): sums[k] = sums.get(k, 0.) + v.detach().float()*len(yb)
+            n += len(yb); correct += (logits.argmax(1) == yb).sum()
+        if bar and (i % 10 == 0 or i == len(loader)-1):
+            bar.set_postfix(loss=f'{(sum(sums.values())/n).item():.3f}', img_s=f'{n.item()/(time.time()-t0):.0f}'); bar.update(i + 1 - bar.n)
+    if bar: bar.close()
+    if world > 1:
+        for t in [n, correct, *sums.values()]: dist.all_reduce(t)
+    sched.step()
+    return _epoch_record(epoch, lr_now, sums, n, correct, time.time() - t0), t0
+
+# %% ../nbs/06_train.ipynb #63050326
+def _epoch_record(epoch, lr, sums, n, correct, secs)->dict:
+    "The training part of an epoch's record; raises `FloatingPointError` when the loss is not finite."
+    rec = {'epoch': epoch + 1, 'lr': lr}
+    rec.update({f'train_{k}': (v/n).item() for k, v in sums.items()})
+    rec['train_loss'] = sum(rec[f'train_{k}'] for k in sums)
+    if not math.isfinite(rec['train_loss']):
+        raise FloatingPointError(f"training diverged at epoch {epoch+1}: loss terms {({k: rec[f'train_{k}'] for k in sums})}")
+    rec['train_acc'] = 100*(correct/n).item(); rec['img_s'] = n.item()/secs
+    return rec
+
+# %% ../nbs/06_train.ipynb #77001d53
+def _val_metrics(student, task, select, ncm_every, epoch, ev)->dict:
+    "The epoch's validation numbers: `val_acc` and/or `val_ncm`."
+    rec = {}
+    if select == 'val_acc' or (select == 'last' and len(task.val_y)):
+        rec['val_acc'] = accuracy(predict(student, task.val_x, **ev), task.val_y)
+    if select == 'val_ncm' or (ncm_every and (epoch+1) % ncm_every == 0):
+        rec['val_ncm'] = ncm_accuracy(student, task.train_x, task.train_y, task.val_x, task.val_y, task.num_classes, **ev)
+    return rec
+
+def _selection_metric(rec, select, epoch):
+    "The number the epochs are ranked by (larger is better)."
+    return {'val_acc': rec.get('val_acc'), 'val_ncm': rec.get('val_ncm'), 'last': epoch + 1}[select]
+
+# %% ../nbs/06_train.ipynb #b00c75b2
+def _test_metrics(student, task, select, ev)->dict:
+    "`test_ncm` for an embedding stage, else `test_acc` (NaN when the task has no test image)."
+    if select == 'val_ncm':
+        return {'test_ncm': ncm_accuracy(student, task.train_x, task.train_y, task.test_x, task.test_y, task.num_classes, **ev)}
+    return {'test_acc': accuracy(predict(student, task.test_x, **ev), task.test_y)}
+
+# %% ../nbs/06_train.ipynb #9b4aabd6
+def _no_best()->dict: return {'epoch': 0, 'val': -math.inf, 'test': float('nan')}
+
+def _keep_best(distiller, epoch, metric, rec, select, cfg, run_dir)->tuple:
+    "(the new best record, an in-memory copy of the weights or None when they went to run_dir/best.pt)."
+    best = {'epoch': epoch + 1, 'val': float(metric), 'test': rec.get('test_ncm' if select == 'val_ncm' else 'test_acc')}
+    if run_dir is None: return best, {k: v.detach().clone() for k, v in distiller.trainable_state_dict().items()}
+    atomic_save({'format': CKPT_FORMAT, 'kind': 'best', 'epoch': epoch + 1, 'model': distiller.trainable_state_dict(),
+                 'student': distiller.student.state_dict(), 'val': float(metric), 'select': select, 'config': cfg}, run_dir/'best.pt')
+    return best, None
+
+def _save_last(run_dir, epoch, distiller, opt, sched, history, best, cfg):
+    "run_dir/last.pt after `epoch`, and the epoch's record appended to run_dir/metrics.jsonl."
+    atomic_save({'format': CKPT_FORMAT, 'kind': 'last', 'epoch': epoch + 1, 'model': distiller.trainable_state_dict(),
+                 'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(), 'rng': rng_state(),
+                 'history': history, 'best': best, 'config': cfg}, run_dir/'last.pt')
+    with open(run_dir/'metrics.jsonl', 'a') as f: f.write(json.dumps(history[-1]) + '\n')
+
+# %% ../nbs/06_train.ipynb #7e50a790
 def _log(msg, verbose):
     if verbose: print(msg, flush=True)
 
+def _resume(run_dir, cfg, distiller, opt, sched, device, epochs, verbose)->tuple:
+    "(history, best, first epoch to train) from run_dir/last.pt, with the training state restored; a fresh start without one."
+    if not (run_dir/'last.pt').exists(): return [], _no_best(), 0
+    ck = load_checkpoint(run_dir/'last.pt', map_location=device)
+    diff = {k: (ck['config'].get(k), v) for k, v in cfg.items() if ck['config'].get(k) != v}
+    if diff: raise ValueError(f"{run_dir} holds a run with other parameters (checkpoint, now): {diff}; use a new run_dir or resume=False")
+    distiller.load_trainable_state_dict(ck['model']); opt.load_state_dict(ck['optimizer']); sched.load_state_dict(ck['scheduler'])
+    set_rng_state(ck['rng'])
+    _log(f"resumed {run_dir} after epoch {ck['epoch']}/{epochs}", verbose)
+    return ck['history'], ck['best'], ck['epoch']
+
+# %% ../nbs/06_train.ipynb #f8e98e22
+def _restore_best(distiller, best, kept, run_dir, epochs, device, world, rank):
+    "Load the best epoch's weights into `distiller` unless they are the last epoch's; under DDP, broadcast rank 0's."
+    if rank == 0 and best['epoch'] not in (0, epochs):
+        distiller.load_trainable_state_dict(kept if kept is not None else load_checkpoint(run_dir/'best.pt', map_location=device)['model'])
+    if world > 1:
+        for t in distiller.trainable_state_dict().values():
+            buf = t.contiguous(); dist.broadcast(buf, 0)
+            if buf is not t: t.copy_(buf)
+
+# %% ../nbs/06_train.ipynb #1a36ca0c
+def _epoch_line(rec, epochs)->str:
+    "An epoch's log line."
+    vals = ' '.join(f'{k}={rec[k]:.2f}' for k in ('val_acc', 'val_ncm', 'test_acc', 'test_ncm') if k in rec)
+    return (f"epoch {rec['epoch']:>3}/{epochs} loss={rec['train_loss']:.4f} train_acc={rec['train_acc']:.2f} {vals} "
+            f"({rec['img_s']:.0f} img/s)")
+
 # %% ../nbs/06_train.ipynb #b6a581fe
 def fit(distiller:Distiller, # the method to train (owns the student and the frozen teacher)
-        task, # a `refilled.data.TaskData` (uint8 train/val/test images, labels 0..C-1)
+        task, # a `refilled.data.TaskData` (uint8 train/val/test images, labels 0..C-1); the test split may be empty
         *, epochs:int, # number of epochs of this stage
         batch_size:int=128, lr:float=0.1, momentum:float=0.9, nesterov:bool=True, weight_decay:float=5e-4,
         schedule:str='step', milestones=(0.25, 0.5, 0.75), gamma:float=0.2, eta_min:float=0.0,
-        augment:str|None='cifar', # batch augmentation of the training images ('cifar', 'rrc' or None)
+        augment:str|None='auto', # batch augmentation of the training images: 'auto' (the task's `augment`, else 'cifar'), 'cifar', 'rrc' or None
         mean=None, std=None, # normalisation (default: the task's)
         select:str='val_acc', # model selection: 'val_acc', 'val_ncm' (embedding NCM accuracy) or 'last'
         test_every:int=0, # also measure test accuracy every n epochs (0: only at best-validation epochs and the end)
@@ -163,28 +317,18 @@ def fit(distiller:Distiller, # the method to train (owns the student and the fro
         config:dict|None=None, # extra description stored in checkpoints; a resume must match it
         verbose:bool|str=True, # True/'epoch': a line per epoch; 'bar': a progress bar; False: silent
        )->FitResult:
-    "Train `distiller` on `task` for `epochs` epochs with SGD; select on validation; checkpoint every epoch."
-    if not isinstance(distiller, Distiller): raise TypeError(f"distiller must be a refilled Distiller, got {type(distiller).__name__}")
-    for k, v in dict(epochs=epochs, batch_size=batch_size).items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{k} must be a positive integer, got {v!r}")
-    for k, v in dict(lr=lr, weight_decay=weight_decay, momentum=momentum).items():
-        if not isinstance(v, (int, float)) or v < 0 or (k == 'lr' and v == 0): raise ValueError(f"{k} must be {'positive' if k=='lr' else 'non-negative'}, got {v!r}")
-    if select not in ('val_acc', 'val_ncm', 'last'): raise ValueError(f"select must be 'val_acc', 'val_ncm' or 'last', got {select!r}")
-    if resume and run_dir is None: raise ValueError("resume=True needs a run_dir")
-    if len(task.val_y) == 0 and select != 'last': raise ValueError("the task has no validation split; pass select='last' or build it with a hold-out")
-
+    "Train `distiller` on `task` for `epochs` epochs with SGD; select on validation (the model keeps the selected weights); checkpoint every epoch."
+    _check_fit_args(distiller, task, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                    select=select, augment=augment, resume=resume, run_dir=run_dir, verbose=verbose)
+    mean, std = _task_norm(task, mean, std)
+    augment = _resolve_augment(augment, task)
     seed_everything(seed, deterministic=deterministic)
     device = init_distributed(device)
     amp = (device.type == 'cuda') if amp is None else bool(amp)
-    mean = getattr(task, 'mean', None) if mean is None else mean
-    std = getattr(task, 'std', None) if std is None else std
-    if mean is None or std is None: raise ValueError("pass mean= and std= (the task carries no normalisation constants)")
-    if verbose not in (True, False, 'epoch', 'bar'): raise ValueError(f"verbose must be True, False, 'epoch' or 'bar', got {verbose!r}")
     distiller.to(device)
     if channels_last: distiller.to(memory_format=torch.channels_last)
     params, frozen = _split_params(distiller)
     for p in frozen: p.requires_grad_(False)  # e.g. the classifier in REFILLED stage 1; restored on exit
-    # one process at a time per run folder: a second one (a parallel sweep worker that needs the same stage) waits, then resumes
     lock = file_lock(Path(run_dir)/'.lock', f'the run folder {run_dir}') if run_dir is not None and dist_info()[0] == 0 else nullcontext()
     try:
         with lock:
@@ -195,97 +339,42 @@ def fit(distiller:Distiller, # the method to train (owns the student and the fro
     finally:
         for p in frozen: p.requires_grad_(True)
 
+# %% ../nbs/06_train.ipynb #c45d803a
 def _fit(distiller, task, params, *, epochs, batch_size, lr, momentum, nesterov, weight_decay, schedule, milestones, gamma,
          eta_min, augment, mean, std, select, test_every, ncm_every, seed, device, amp, channels_last, compile, run_dir, resume,
          config, verbose):
     rank, world, _ = dist_info()
-    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=weight_decay)
-    sched = make_scheduler(opt, epochs, schedule, milestones, gamma, eta_min)
-    model = distiller
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        model = DDP(distiller, device_ids=[device.index] if device.type == 'cuda' else None)
-    step = torch.compile(model) if compile else model
-    loader = BatchLoader(task.train_x, task.train_y, batch_size, shuffle=True, augment=augment, mean=mean, std=std,
-                         device=device, seed=seed, drop_last=False, rank=rank, world_size=world, channels_last=channels_last)
+    opt, sched = _optimizer(params, epochs, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                            schedule=schedule, milestones=milestones, gamma=gamma, eta_min=eta_min)
+    step = _wrap(distiller, device, world, compile)
+    loader = _train_loader(task, batch_size, augment=augment, mean=mean, std=std, device=device, seed=seed, rank=rank, world=world,
+                           channels_last=channels_last)
     ev = dict(mean=mean, std=std, device=device, amp=amp)
-    cfg = dict(config or {}, distiller=distiller.name, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov,
-               weight_decay=weight_decay, schedule=schedule, milestones=list(milestones), gamma=gamma, eta_min=eta_min,
-               augment=augment, select=select, seed=seed, world_size=world)
-    cfg = json.loads(json.dumps(cfg, default=str))
-
+    cfg = _run_config(config, distiller, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov,
+                      weight_decay=weight_decay, schedule=schedule, milestones=list(milestones), gamma=gamma, eta_min=eta_min,
+                      augment=augment, select=select, seed=seed, world_size=world)
     run_dir = Path(run_dir) if run_dir is not None else None
-    history, best, start = [], {'epoch': 0, 'val': -math.inf, 'test': float('nan')}, 0
     if run_dir is not None and rank == 0: run_dir.mkdir(parents=True, exist_ok=True)
-    if resume and (run_dir/'last.pt').exists():
-        ck = load_checkpoint(run_dir/'last.pt', map_location=device)
-        diff = {k: (ck['config'].get(k), v) for k, v in cfg.items() if ck['config'].get(k) != v}
-        if diff: raise ValueError(f"{run_dir} holds a run with other parameters (checkpoint, now): {diff}; use a new run_dir or resume=False")
-        distiller.load_trainable_state_dict(ck['model']); opt.load_state_dict(ck['optimizer']); sched.load_state_dict(ck['scheduler'])
-        history, best, start = ck['history'], ck['best'], ck['epoch']
-        set_rng_state(ck['rng'])
-        _log(f"resumed {run_dir} after epoch {start}/{epochs}", verbose and rank == 0)
+    history, best, start = _resume(run_dir, cfg, distiller, opt, sched, device, epochs, verbose and rank == 0) if resume else ([], _no_best(), 0)
     if run_dir is not None and rank == 0:  # the metrics log mirrors the checkpoint's history (rewritten on resume)
         atomic_write_text(''.join(json.dumps(h) + '\n' for h in history), run_dir/'metrics.jsonl')
-
-    t_start = time.time()
+    t_start, kept = time.time(), None
     for epoch in range(start, epochs):
         distiller.train()
-        loader.set_epoch(epoch)
-        lr_now = opt.param_groups[0]['lr']
-        sums, n, correct, t0 = {}, torch.zeros((), device=device), torch.zeros((), device=device), time.time()
-        bar = None
-        if verbose == 'bar' and rank == 0:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=len(loader), desc=f'epoch {epoch+1}/{epochs}', leave=False)
-        for i, (xb, yb) in enumerate(loader):
-            logits, losses = train_step(step, opt, xb, yb, amp=amp)
-            with torch.no_grad():
-                for k, v in losses.items(): sums[k] = sums.get(k, 0.) + v.detach().float()*len(yb)
-                n += len(yb); correct += (logits.argmax(1) == yb).sum()
-            if bar is not None and (i % 10 == 0 or i == len(loader)-1):
-                bar.set_postfix(loss=f'{(sum(sums.values())/n).item():.3f}', img_s=f'{n.item()/(time.time()-t0):.0f}'); bar.update(i + 1 - bar.n)
-        if bar is not None: bar.close()
-        if world > 1:
-            for t in [n, correct, *sums.values()]: dist.all_reduce(t)
-        sched.step()
-        secs = time.time() - t0
-        rec = {'epoch': epoch + 1, 'lr': lr_now}
-        rec.update({f'train_{k}': (v/n).item() for k, v in sums.items()})
-        rec['train_loss'] = sum(rec[f'train_{k}'] for k in sums)
-        if not math.isfinite(rec['train_loss']):
-            raise FloatingPointError(f"training diverged at epoch {epoch+1}: loss terms {({k: rec[f'train_{k}'] for k in sums})}")
-        rec['train_acc'] = 100*(correct/n).item(); rec['img_s'] = n.item()/secs
+        rec, t0 = _train_epoch(step, opt, sched, loader, epoch, epochs, amp=amp, device=device, world=world, bar=verbose == 'bar' and rank == 0)
         if rank == 0:
-            student = distiller.student
-            if select == 'val_acc' or (select == 'last' and len(task.val_y)):
-                rec['val_acc'] = accuracy(predict(student, task.val_x, **ev), task.val_y)
-            if select == 'val_ncm' or (ncm_every and (epoch+1) % ncm_every == 0):
-                rec['val_ncm'] = ncm_accuracy(student, task.train_x, task.train_y, task.val_x, task.val_y, task.num_classes, **ev)
-            metric = {'val_acc': rec.get('val_acc'), 'val_ncm': rec.get('val_ncm'), 'last': epoch + 1}[select]
+            rec.update(_val_metrics(distiller.student, task, select, ncm_every, epoch, ev))
+            metric = _selection_metric(rec, select, epoch)
             improved = metric > best['val']
             if improved or epoch + 1 == epochs or (test_every and (epoch+1) % test_every == 0):
-                if select == 'val_ncm':   # an embedding stage: its classifier is untrained, so only the NCM accuracy means anything
-                    rec['test_ncm'] = ncm_accuracy(student, task.train_x, task.train_y, task.test_x, task.test_y, task.num_classes, **ev)
-                else: rec['test_acc'] = accuracy(predict(student, task.test_x, **ev), task.test_y)
-            if improved:
-                best = {'epoch': epoch + 1, 'val': float(metric), 'test': rec.get('test_ncm' if select == 'val_ncm' else 'test_acc')}
-                if run_dir is not None:
-                    atomic_save({'format': CKPT_FORMAT, 'kind': 'best', 'epoch': epoch + 1, 'model': distiller.trainable_state_dict(),
-                                 'student': student.state_dict(), 'val': float(metric), 'select': select, 'config': cfg}, run_dir/'best.pt')
+                rec.update(_test_metrics(distiller.student, task, select, ev))
+            if improved: best, kept = _keep_best(distiller, epoch, metric, rec, select, cfg, run_dir)
             rec['secs'] = time.time() - t0
             history.append(rec)
-            if run_dir is not None:
-                atomic_save({'format': CKPT_FORMAT, 'kind': 'last', 'epoch': epoch + 1, 'model': distiller.trainable_state_dict(),
-                             'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(), 'rng': rng_state(),
-                             'history': history, 'best': best, 'config': cfg}, run_dir/'last.pt')
-                with open(run_dir/'metrics.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
-            if verbose:
-                vals = ' '.join(f'{k}={rec[k]:.2f}' for k in ('val_acc', 'val_ncm', 'test_acc', 'test_ncm') if k in rec)
-                _log(f"epoch {epoch+1:>3}/{epochs} loss={rec['train_loss']:.4f} train_acc={rec['train_acc']:.2f} {vals} "
-                     f"({rec['img_s']:.0f} img/s)", True)
+            if run_dir is not None: _save_last(run_dir, epoch, distiller, opt, sched, history, best, cfg)
+            _log(_epoch_line(rec, epochs), verbose)
         if world > 1: dist.barrier()
-
+    _restore_best(distiller, best, kept, run_dir, epochs, device, world, rank)
     last = history[-1] if history else {}
     test_last = last.get('test_ncm' if select == 'val_ncm' else 'test_acc', float('nan'))
     return FitResult(history=history, best_epoch=best['epoch'], best_val=best['val'], test_acc_best_val=best['test'],

@@ -8,6 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['pairwise_distances', 'Tuples', 'mine_tuples']
@@ -31,7 +32,19 @@ def pairwise_distances(emb:Tensor, # [B, d] embeddings
         pos = pos & ~torch.eye(sq.shape[0], dtype=torch.bool, device=sq.device)
         return torch.where(pos, torch.where(pos, sq, 1.).sqrt(), 0.)
 
-# %% ../nbs/03_tuples.ipynb #c56a9fa0
+# %% ../nbs/03_tuples.ipynb #c78b6ea0
+def _check_padded(anchor, positive, negatives, mask):
+    "Shapes and dtypes of padded tuples: anchor/positive [T] long, negatives [T, K] long, mask [T, K] bool."
+    T = anchor.shape[0] if anchor.ndim == 1 else -1
+    if not (anchor.ndim == positive.ndim == 1 and positive.shape[0] == T):
+        raise ValueError(f"anchor and positive must be 1-D of equal length, got {tuple(anchor.shape)} and {tuple(positive.shape)}")
+    if negatives.ndim != 2 or negatives.shape[0] != T or mask.shape != negatives.shape:
+        raise ValueError(f"negatives and mask must be [T={T}, K] of equal shape, got {tuple(negatives.shape)} and {tuple(mask.shape)}")
+    if mask.dtype != torch.bool: raise TypeError(f"mask must be bool, got {mask.dtype}")
+    for n, v in (('anchor', anchor), ('positive', positive), ('negatives', negatives)):
+        if v.dtype != torch.long: raise TypeError(f"{n} must be long, got {v.dtype}")
+
+# %% ../nbs/03_tuples.ipynb #e2699367
 class Tuples:
     "A batch of comparison tuples (Eq. 3): row t is (anchor[t], positive[t], negatives[t, mask[t]])."
     def __init__(self,
@@ -40,28 +53,8 @@ class Tuples:
                  negatives:Tensor, # [T, K] long, batch indices of the impostors x_ik^N (distinct in a row); padding: any index
                  mask:Tensor,      # [T, K] bool, True where negatives[t, k] is a real impostor
                 ):
-        T = anchor.shape[0] if anchor.ndim == 1 else -1
-        if not (anchor.ndim == positive.ndim == 1 and positive.shape[0] == T):
-            raise ValueError(f"anchor and positive must be 1-D of equal length, got {tuple(anchor.shape)} and {tuple(positive.shape)}")
-        if negatives.ndim != 2 or negatives.shape[0] != T or mask.shape != negatives.shape:
-            raise ValueError(f"negatives and mask must be [T={T}, K] of equal shape, got {tuple(negatives.shape)} and {tuple(mask.shape)}")
-        if mask.dtype != torch.bool: raise TypeError(f"mask must be bool, got {mask.dtype}")
-        for n, v in (('anchor', anchor), ('positive', positive), ('negatives', negatives)):
-            if v.dtype != torch.long: raise TypeError(f"{n} must be long, got {v.dtype}")
+        _check_padded(anchor, positive, negatives, mask)
         self.anchor, self.positive, self._neg, self._mask, self._rows, self._K = anchor, positive, negatives, mask, None, None
-
-    @classmethod
-    def from_rows(cls,
-                  anchor:Tensor,   # [T] long
-                  positive:Tensor, # [T] long
-                  rows:Tensor,     # [T, B] bool, rows[t, n] = n is an impostor of tuple t
-                 )->Tuples:
-        "Tuples given as one boolean row over the batch per tuple; `negatives`/`mask` are built on first use."
-        if rows.ndim != 2 or rows.dtype != torch.bool or rows.shape[0] != anchor.shape[0]:
-            raise ValueError(f"rows must be a [T={anchor.shape[0]}, B] bool tensor, got {tuple(rows.shape)} {rows.dtype}")
-        obj = cls.__new__(cls)
-        obj.anchor, obj.positive, obj._neg, obj._mask, obj._rows, obj._K = anchor, positive, None, None, rows, None
-        return obj
 
     def __len__(self): return self.anchor.shape[0]
     @property
@@ -77,39 +70,58 @@ class Tuples:
     @property
     def mask(self)->Tensor: self._materialise(); return self._mask
 
-    def _materialise(self):
-        if self._neg is not None: return
-        rows, K = self._rows, self.K
-        T, B = rows.shape
-        key = torch.where(rows, torch.arange(B, device=rows.device), B)        # impostors keep their index, the rest B
-        key = key.topk(K, dim=1, largest=False, sorted=True).values if K <= 8 else key.sort(dim=1).values[:, :K]
-        self._mask = key < B
-        self._neg = torch.where(self._mask, key, self.anchor[:, None])          # padding points at the anchor
-
-    def rows(self, batch_size:int)->Tensor:
-        "[T, batch_size] bool: rows[t, n] = n is an impostor of tuple t."
-        if self._rows is not None:
-            if self._rows.shape[1] != batch_size: raise ValueError(f"these tuples were mined on a batch of {self._rows.shape[1]}, not {batch_size}")
-            return self._rows
-        r = torch.zeros(len(self), batch_size, dtype=torch.bool, device=self.anchor.device)
-        return r.scatter_(1, self._neg, self._mask) if self.K else r
-
-    def to(self, device)->Tuples:
-        if self._rows is not None and self._neg is None:
-            return Tuples.from_rows(self.anchor.to(device), self.positive.to(device), self._rows.to(device))
-        return Tuples(*(t.to(device) for t in (self.anchor, self.positive, self.negatives, self.mask)))
-
-    def triplets(self)->Tensor:
-        "[M, 3] long (anchor, positive, impostor) of every real entry, sorted lexicographically."
-        T, K = self.negatives.shape
-        a, p = self.anchor[:, None].expand(T, K), self.positive[:, None].expand(T, K)
-        trip = torch.stack([a[self.mask], p[self.mask], self.negatives[self.mask]], 1)
-        if len(trip) == 0: return trip
-        m = int(trip.max()) + 1
-        return trip[((trip[:, 0]*m + trip[:, 1])*m + trip[:, 2]).argsort()]
-
     def __repr__(self):
         return f"Tuples(T={len(self)}, K={self.K}, impostors={int(self.counts.sum())}, device={self.anchor.device.type})"
+
+# %% ../nbs/03_tuples.ipynb #c5a02b3e
+@patch(cls_method=True)
+def from_rows(cls:Tuples,
+              anchor:Tensor,   # [T] long
+              positive:Tensor, # [T] long
+              rows:Tensor,     # [T, B] bool, rows[t, n] = n is an impostor of tuple t
+             )->Tuples:
+    "Tuples given as one boolean row over the batch per tuple; `negatives`/`mask` are built on first use."
+    if rows.ndim != 2 or rows.dtype != torch.bool or rows.shape[0] != anchor.shape[0]:
+        raise ValueError(f"rows must be a [T={anchor.shape[0]}, B] bool tensor, got {tuple(rows.shape)} {rows.dtype}")
+    obj = cls.__new__(cls)
+    obj.anchor, obj.positive, obj._neg, obj._mask, obj._rows, obj._K = anchor, positive, None, None, rows, None
+    return obj
+
+@patch
+def _materialise(self:Tuples):
+    if self._neg is not None: return
+    rows, K = self._rows, self.K
+    T, B = rows.shape
+    key = torch.where(rows, torch.arange(B, device=rows.device), B)        # impostors keep their index, the rest B
+    key = key.topk(K, dim=1, largest=False, sorted=True).values if K <= 8 else key.sort(dim=1).values[:, :K]
+    self._mask = key < B
+    self._neg = torch.where(self._mask, key, self.anchor[:, None])          # padding points at the anchor
+
+# %% ../nbs/03_tuples.ipynb #da555bc6
+@patch
+def rows(self:Tuples, batch_size:int)->Tensor:
+    "[T, batch_size] bool: rows[t, n] = n is an impostor of tuple t."
+    if self._rows is not None:
+        if self._rows.shape[1] != batch_size: raise ValueError(f"these tuples were mined on a batch of {self._rows.shape[1]}, not {batch_size}")
+        return self._rows
+    r = torch.zeros(len(self), batch_size, dtype=torch.bool, device=self.anchor.device)
+    return r.scatter_(1, self._neg, self._mask) if self.K else r
+
+@patch
+def to(self:Tuples, device)->Tuples:
+    if self._rows is not None and self._neg is None:
+        return Tuples.from_rows(self.anchor.to(device), self.positive.to(device), self._rows.to(device))
+    return Tuples(*(t.to(device) for t in (self.anchor, self.positive, self.negatives, self.mask)))
+
+@patch
+def triplets(self:Tuples)->Tensor:
+    "[M, 3] long (anchor, positive, impostor) of every real entry, sorted lexicographically."
+    T, K = self.negatives.shape
+    a, p = self.anchor[:, None].expand(T, K), self.positive[:, None].expand(T, K)
+    trip = torch.stack([a[self.mask], p[self.mask], self.negatives[self.mask]], 1)
+    if len(trip) == 0: return trip
+    m = int(trip.max()) + 1
+    return trip[((trip[:, 0]*m + trip[:, 1])*m + trip[:, 2]).argsort()]
 
 # %% ../nbs/03_tuples.ipynb #b53e20f1
 _MODES = ("masked", "official")
@@ -131,6 +143,7 @@ def _check_mine_args(emb, labels, margin, max_impostors, mode):
         raise ValueError(f"max_impostors must be None or an integer >= 1, got {max_impostors!r}")
     if mode not in _MODES: raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
 
+# %% ../nbs/03_tuples.ipynb #a18a716c
 def _mine_from_distances(D:Tensor, labels:Tensor, margin, max_impostors, mode)->Tuples:
     "The miner proper, on a detached [B, B] distance matrix (shared with the loss, which needs it anyway)."
     B, dev = D.shape[0], D.device

@@ -48,7 +48,7 @@ def test_data_root_precedence(tmp_path, monkeypatch):
 
 
 def test_missing_data_reason_names_the_data_set_and_where_it_looked(tmp_path, monkeypatch):
-    monkeypatch.setenv('REFILLED_DATA', str(tmp_path))
+    monkeypatch.setenv('REFILLED_DATA', str(tmp_path)); monkeypatch.setenv('REFILLED_TEACHERS', str(tmp_path))
     assert [data_available(n) for n in DATASETS] == [False] * len(DATASETS)
     assert missing_data_reason('cifar100') == (f"CIFAR-100 not found under $REFILLED_DATA={tmp_path.resolve()} "
                                                "(cifar100/cifar100.npz or cifar-100-python/): see README, Data")

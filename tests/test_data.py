@@ -12,7 +12,7 @@ from refilled.data import (CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_
                            load_cifar100, gkd_split, make_task, BatchLoader, ArrayDataset, load_miniimagenet, load_cub,
                            load_dogs)
 
-from refilled.core import DATASETS, data_root, data_available
+from refilled.core import DATASETS, data_root, data_available, missing_data_reason
 import refilled.data
 
 CIFAR_OVERLAPS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -653,7 +653,7 @@ def make_layout(name, layout, root):
 
 
 LOAD_KW = {'cub': dict(size=16), 'dogs': dict(size=16)}
-LAYOUTS = [(n, l) for n, ds in DATASETS.items() for l in ds.layouts]
+LAYOUTS = [(n, l) for n, ds in DATASETS.items() for l in ds.layouts if '.' not in ds.loader]   # the loaders of refilled.data
 
 
 @pytest.mark.parametrize('name,layout', LAYOUTS, ids=[f'{n}:{"+".join(l)}' for n, l in LAYOUTS])
@@ -676,3 +676,20 @@ def test_detection_needs_every_path_of_a_layout(tmp_path):
     (tmp_path/'cifar-100-python').mkdir()                                  # the folder without its `train` file
     assert not data_available('cifar100', tmp_path)
     with pytest.raises(FileNotFoundError): load_cifar100(tmp_path)
+
+
+def test_image_folder_and_teacher_entries_of_the_registry(tmp_path):
+    "The registry's image folder is found where `refilled.tasks.load_imagefolder` reads it; its teachers under `teachers_root`."
+    from refilled.tasks import load_imagefolder
+    from refilled.core import MissingDataError
+    assert {n for n, ds in DATASETS.items() if '.' in ds.loader} == {'cub100_proxy', 'chenyaofo_cifar', 'feat_convnet4'}
+    assert not data_available('cub100_proxy', tmp_path)
+    with pytest.raises(MissingDataError): load_imagefolder(tmp_path/'cub100_proxy_128')
+    for part in ('train', 'test'):
+        (tmp_path/'cub100_proxy_128'/part/'000.Bird').mkdir(parents=True)
+        for j in range(2): Image.fromarray(np.full((8, 8, 3), 60 * j + 30 * (part == 'test'), np.uint8)).save(tmp_path/'cub100_proxy_128'/part/'000.Bird'/f'{j}.png')
+    assert data_available('cub100_proxy', tmp_path)
+    assert len(load_imagefolder(tmp_path/'cub100_proxy_128', size=8).train_y) == 2
+    assert not data_available('chenyaofo_cifar', tmp_path) and not data_available('feat_convnet4', tmp_path)   # `root` is the teachers' folder
+    (tmp_path/'miniimagenet_feat_convnet4').mkdir(); (tmp_path/'miniimagenet_feat_convnet4'/'con-pre.pth').touch()
+    assert data_available('feat_convnet4', tmp_path) and 'REFILLED_TEACHERS' not in missing_data_reason('chenyaofo_cifar', tmp_path)

@@ -260,3 +260,69 @@ def test_a_copied_teacher_is_loaded_not_retrained(tmp_path, capsys):
     out = capsys.readouterr().out
     assert b['hash'] == a['hash'] and b['test_acc'] == a['test_acc']
     assert 'resumed' in out and 'loss=' not in out                                # found finished: nothing trained
+
+
+def test_protocol_rows_keep_their_run_ids():
+    """Every committed row of the CPU protocol has the `run_id` of a run of its sweep file: the parameters added for foreign
+    data and teachers leave the GKD preset's identities alone, so a sweep still finds its finished rows."""
+    from refilled.cli import load_sweep
+    _, runs = load_sweep(ROOT/'experiments'/'params'/'cpu_cifar.yaml')
+    rows = [r for r in read_results(ROOT/'experiments'/'results'/'gkd_cifar.csv') if r['protocol'] == 'cpu_cifar']
+    assert len(rows) >= 40
+    assert [r['run_id'] for r in rows if r['run_id'] not in {x['run_id'] for x in runs}] == []
+
+
+def test_foreign_data_and_teacher_parameters(tmp_path):
+    "The GKD preset refuses the foreign-task parameters; a foreign task needs a loadable teacher; kd needs a shared label space."
+    for k, v in (('classes', '0-4'), ('size', 64), ('resize', 72), ('test_frac', 0.3)):
+        with pytest.raises(ParameterError, match=f"parameter '{k}' describes `data`"): validate_params('distill', {k: v})
+    with pytest.raises(ParameterError, match="needs `data`"): validate_params('distill', {'teacher': 'chenyaofo_cifar100_resnet56'})
+    with pytest.raises(ParameterError, match="parameter 'teacher_ckpt'"): validate_params('distill', {'data': 'cifar100', 'teacher': 'resnet20'})
+    with pytest.raises(ParameterError, match="parameter 'method'"):
+        validate_params('distill', {'data': 'cifar100', 'teacher': 'chenyaofo_cifar10_resnet56', 'method': 'kd'})
+    p = validate_params('distill', {'data': 'cifar100', 'teacher': 'chenyaofo_cifar100_resnet56', 'method': 'kd', 'classes': [3, 'bear']})
+    assert p['classes'] == [3, 'bear']
+    with pytest.raises(ParameterError, match="parameter 'teacher' names no torchvision model"):
+        validate_params('distill', {'data': 'cifar100', 'teacher': 'torchvision:resnet9000', 'teacher_ckpt': 'x.pt'})
+
+
+def _folder(root, classes=('ant', 'bee', 'cat'), n=(6, 3)):
+    import numpy as np
+    from PIL import Image
+    for part, k in zip(('train', 'test'), n):
+        for ci, c in enumerate(classes):
+            (root/part/c).mkdir(parents=True, exist_ok=True)
+            for j in range(k):
+                img = np.random.default_rng([ci, j, part == 'test']).integers(0, 255, (20, 20, 3), dtype=np.uint8)
+                img[..., ci] = 255                                   # a class colour the student can learn
+                Image.fromarray(img).save(root/part/c/f'{j}.png')
+    return root
+
+
+def test_distill_on_an_image_folder_with_a_checkpoint_teacher(tmp_path):
+    "teacher × task × method on a user's folder: the row names the data and checkpoint, stages resume, the teacher converts its input."
+    import torch
+    from refilled.backbones import create_model
+    data = _folder(tmp_path/'imgs')
+    torch.manual_seed(0); torch.save({'state_dict': create_model('convnet4', 7).state_dict()}, tmp_path/'t.pth')
+    kw = dict(data=f'imagefolder:{data}', size=16, resize=18, teacher='convnet4', teacher_ckpt=str(tmp_path/'t.pth'),
+              teacher_size=24, student='convnet4', epochs=2, batch_size=6, val_per_class=1, work_dir=str(tmp_path/'w'),
+              results_csv=str(tmp_path/'r.csv'), verbose=False, deterministic=True)
+    row = distill(method='refilled', **kw)
+    assert (row['data'], row['overlap'], row['teacher_ckpt'], row['teacher_test_acc']) == (kw['data'], None, kw['teacher_ckpt'], None)
+    assert row['stage_epochs'] == '1+2' and 0 <= row['test_acc_best_val'] <= 100 and row['ncm_acc'] is not None
+    again = distill(method='refilled', **kw)                                  # every stage is found finished
+    assert again['test_acc_best_val'] == row['test_acc_best_val'] and again['stage_dirs'] == row['stage_dirs']
+    assert [r['run_id'] for r in read_results(tmp_path/'r.csv')] == [row['run_id']] * 2
+    assert row['run_id'] != distill(method='refilled', **dict(kw, teacher_size=16))['run_id']   # the teacher's input is part of the run
+
+
+@pytest.mark.needs_data('cifar100', 'chenyaofo_cifar')
+def test_public_teacher_on_its_own_classes_reports_its_accuracy(tmp_path):
+    "A public CIFAR-100 teacher on a CIFAR-100 student task: its test accuracy over its own 100 classes is in the row."
+    kw = dict(data='cifar100', classes='0-4', teacher='chenyaofo_cifar100_resnet20', student='resnet20', epochs=1, batch_size=50,
+              train_per_class=10, val_per_class=5, work_dir=str(tmp_path), verbose=False)
+    row = distill(method='student', **kw)
+    assert 60 <= row['teacher_test_acc'] <= 100 and row['data'] == 'cifar100'
+    with pytest.raises(ParameterError, match="'kd' matches logits class by class"):   # 5 of the teacher's 100 classes
+        distill(method='kd', **kw)

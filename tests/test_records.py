@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT/'experiments'/'runs'/'smoke'
 RECORDS = sorted(SMOKE.glob('*.ipynb'))
 SWEEP_TEMPLATE = ROOT/yaml.safe_load((ROOT/'experiments'/'params'/'smoke.yaml').read_text())['notebook']
-# the template each record was executed from: the notebook of the same name in nbs/experiments (tools/record.py), else
-# the smoke sweep's template. `make test` executes a template with a record through its record (nbval) only.
-TEMPLATE_OF = {p: (ROOT/'nbs'/'experiments'/p.name if (ROOT/'nbs'/'experiments'/p.name).exists() else SWEEP_TEMPLATE) for p in RECORDS}
+# the template each record was executed from: the notebook of the same name in nbs/experiments or nbs/tutorials
+# (tools/record.py), else the smoke sweep's template. `make test` executes a template with a record through its record
+# (nbval) only.
+TEMPLATE_DIRS = (ROOT/'nbs'/'experiments', ROOT/'nbs'/'tutorials')
+TEMPLATE_OF = {p: next((d/p.name for d in TEMPLATE_DIRS if (d/p.name).exists()), SWEEP_TEMPLATE) for p in RECORDS}
 NBVAL = ['--nbval', '--nbval-current-env', '--nbval-sanitize-with', str(ROOT/'experiments'/'nbval_sanitize.cfg')]
 # PyTorch's scalar (non-vectorised) ATen kernels and oneDNN limited to AVX (no AVX2, no FMA): a CPU code path other than
 # the one the records were made on (AVX2) and than AVX-512 machines take, open to any x86-64 machine (a cap, not a

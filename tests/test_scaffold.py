@@ -82,3 +82,24 @@ def test_no_cell_mixes_imports_with_other_code():
             kinds = {isinstance(s, (ast.Import, ast.ImportFrom)) for s in body}
             if kinds == {True, False}: bad.append(f'{f.relative_to(ROOT)} cell {i}')
     assert not bad, bad
+
+
+# The package's one-way flow: a module imports only modules listed before it (a function-level import included).
+LAYERS = ['core', 'data', 'tasks', 'backbones', 'teachers', 'tuples', 'losses', 'distillers', 'train', 'eval', 'experiments', 'cli']
+
+
+def test_modules_import_only_the_layers_below_them():
+    import ast
+    pkg = Path(__file__).resolve().parents[1]/'refilled'
+    mods = sorted(p.stem for p in pkg.glob('*.py') if not p.stem.startswith('_'))
+    assert sorted(LAYERS) == mods, f"place every module in LAYERS: {sorted(set(mods) ^ set(LAYERS))}"
+    bad = []
+    for m in LAYERS:
+        for node in ast.walk(ast.parse((pkg/f'{m}.py').read_text())):
+            if isinstance(node, ast.ImportFrom):
+                name = node.module or ''
+                dep = name.split('.')[1] if name.startswith('refilled.') else name if node.level else None
+            elif isinstance(node, ast.Import): dep = next((a.name.split('.')[1] for a in node.names if a.name.startswith('refilled.')), None)
+            else: continue
+            if dep and dep in LAYERS and LAYERS.index(dep) >= LAYERS.index(m): bad.append(f'{m} imports {dep}')
+    assert bad == []

@@ -29,6 +29,9 @@ RECORDS = {
     # template, committed and re-executed by `make test` (nbval), so its outputs are current and verified, and its
     # injected parameters show what the run was. The template's own saved outputs are not checked by anything.
     'experiments/gkd_cifar.ipynb': 'experiments/runs/smoke/refilled-o60-*.ipynb',
+    # the tutorial's page shows its larger CPU run (the one its text discusses); the smoke record is what `make test`
+    # re-executes
+    'tutorials/own_teacher_own_data.ipynb': 'experiments/runs/tutorial/own_teacher_own_data.ipynb',
 }
 
 # What of the wheel's MathJax 2 the pages need: the combined TeX/HTML-CSS config and its STIX-Web fonts.

@@ -7,7 +7,7 @@ A record declares the data sets it reads (names are keys of `refilled.core.DATAS
   as when the record ran; its `data_dir` parameter, when set, is where that data set is looked for). Every record of
   a sweep over `nbs/experiments/gkd_cifar.ipynb` has it;
 * the `needs` entry of its title cell's frontmatter list (`- needs: cifar100`), the convention of the notebooks in
-  `nbs/`. A record without one takes its template's: the notebook of the same name in `nbs/experiments/`
+  `nbs/`. A record without one takes its template's: the notebook of the same name in `nbs/experiments/` or `nbs/tutorials/`
   (`tools/record.py` keeps the name), so declaring it in the template covers records made before the declaration.
 """
 import ast
@@ -19,7 +19,7 @@ from nbdev.process import NBProcessor
 from refilled.core import DATASETS, missing_data_reason
 
 HERE = Path(__file__).resolve().parent
-TEMPLATES = HERE.parents[2]/'nbs'/'experiments'
+TEMPLATE_DIRS = [HERE.parents[2]/'nbs'/'experiments', HERE.parents[2]/'nbs'/'tutorials']
 
 
 def frontmatter_needs(nb:Path)->list:
@@ -44,7 +44,8 @@ def parameters(nb:Path)->dict:
 def record_needs(nb:Path)->dict:
     "Data set -> data folder (None: `data_root()`) for every data set the record `nb` reads."
     p = parameters(nb)
-    needs = {n: None for n in (frontmatter_needs(nb) or frontmatter_needs(TEMPLATES/nb.name))}
+    from_template = next((f for f in (frontmatter_needs(d/nb.name) for d in TEMPLATE_DIRS) if f), [])
+    needs = {n: None for n in (frontmatter_needs(nb) or from_template)}
     if p.get('dataset'): needs[p['dataset']] = p.get('data_dir')
     unknown = sorted(set(needs) - set(DATASETS))
     if unknown: raise pytest.UsageError(f"{nb}: unknown data set(s) {unknown}; known: {', '.join(DATASETS)}")
