@@ -11,7 +11,7 @@ __all__ = ['METHODS', 'OFFICIAL', 'TEACHER_KEYS', 'NORMS', 'CIFAR_OVERLAPS', 'CH
            'check_record']
 
 # %% ../nbs/08_experiments.ipynb #ad41e53d
-import contextlib, csv, hashlib, inspect, io, json, math, os, platform, subprocess, time
+import csv, hashlib, inspect, io, json, math, os, platform, subprocess, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -430,19 +430,11 @@ def student_task(p:dict, # validated `distill` parameters
                              cache_dir=None if work is None else work/'decoded', **folder, **common)
 
 # %% ../nbs/08_experiments.ipynb #28188b97
-@contextlib.contextmanager
-def _named(param, name):
-    "Re-raise an `InputError` whose message starts with a callee's argument `name` as one naming the run's `param`."
-    try: yield
-    except InputError as e:
-        if not str(e).startswith(name): raise
-        raise type(e)(param + str(e)[len(name):]) from None
-
 def _foreign_teacher(p, task):
     norm = parse_norm(p['teacher_norm'])
-    with _named('teacher_ckpt', 'ckpt'): t = load_teacher(p['teacher'], p['teacher_ckpt'], layer=p['teacher_layer'], key_map=parse_key_map(p['teacher_key_map']),
+    t = load_teacher(p['teacher'], p['teacher_ckpt'], layer=p['teacher_layer'], key_map=parse_key_map(p['teacher_key_map']),
                      mean=None if norm is None else norm[0], std=None if norm is None else norm[1], size=p['teacher_size'],
-                     model_kwargs=parse_kwargs(p['teacher_kwargs']) or None, input_mean=task.mean, input_std=task.std)
+                     model_kwargs=parse_kwargs(p['teacher_kwargs']) or None, input_mean=task.mean, input_std=task.std, what='teacher_ckpt')
     pub = PUBLIC_TEACHERS.get(p['teacher'])
     return dict(teacher=t, classes=_teacher_classes(pub, p, task), checkpoint=str(p['teacher_ckpt'] or teachers_root()/pub.file),
                 hash=_key([state_dict_hash(t.model), list(t.mean), list(t.std), t.size]))

@@ -338,6 +338,7 @@ def load_teacher(model:str|nn.Module, # PUBLIC_TEACHERS name, registry name, 'to
                  mean=None, std=None, size:int|None=None, # the teacher's own input; None: catalogue's, else by model
                  model_kwargs:dict|None=None, # constructor options of a registry / torchvision model
                  input_mean=None, input_std=None, # normalisation of the batches it will receive (None: its own)
+                 what:str='ckpt', # how error messages name the checkpoint (e.g. the caller's parameter, 'teacher_ckpt')
                 )->Teacher:
     "A frozen `Teacher` with its weights loaded: from the catalogue, the registry, torchvision, or any module."
     entry = PUBLIC_TEACHERS.get(model) if isinstance(model, str) else None
@@ -359,12 +360,12 @@ def load_teacher(model:str|nn.Module, # PUBLIC_TEACHERS name, registry name, 'to
     elif not isinstance(model, nn.Module):
         raise InputError(f"model must be a name (str) or an nn.Module, got {type(model).__name__}")
     elif model_kwargs: raise InputError("model_kwargs applies to a model given by name, not to an nn.Module")
-    sd = None if ckpt is None else read_state_dict(ckpt, key_map=key_map, what='ckpt')
-    net = _build(model, sd, num_classes, layer, model_kwargs or {}, 'ckpt') if isinstance(model, str) else model
+    sd = None if ckpt is None else read_state_dict(ckpt, key_map=key_map, what=what)
+    net = _build(model, sd, num_classes, layer, model_kwargs or {}, what) if isinstance(model, str) else model
     head = _final_linear(net, layer)[1]                          # a bad `layer` fails before anything is loaded
     if num_classes is not None and head.out_features != num_classes:
         raise InputError(f"num_classes={num_classes} but the final layer of {name} has {head.out_features} outputs")
-    if sd is not None: load_weights(net, sd, what=f'ckpt {ckpt}')
+    if sd is not None: load_weights(net, sd, what=f'{what} {ckpt}')
     d_mean, d_std, d_size = (entry.mean, entry.std, entry.size) if entry else _default_input(model)
     return Teacher(net, mean=d_mean if mean is None else mean, std=d_std if std is None else std,
                    size=d_size if size is None else size, layer=layer, input_mean=input_mean, input_std=input_std,
