@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['DISTILLERS', 'freeze', 'Distiller', 'fp32', 'register', 'create_distiller', 'Vanilla', 'KD', 'tensor_hash',
-           'state_dict_hash', 'embed_all', 'teacher_centers', 'RefilledStage1', 'RefilledStage2', 'RefilledOneStage',
-           'RKD', 'AML', 'FitNet', 'AT', 'NST']
+           'state_dict_hash', 'embed_all', 'teacher_centers', 'ncm_temperature', 'RefilledStage1', 'RefilledStage2',
+           'RefilledOneStage', 'BatchSmoothing', 'RKD', 'AML', 'FitNet', 'AT', 'NST']
 
 # %% ../nbs/05_distillers.ipynb #2d3a7867
 import hashlib, inspect, json
@@ -15,7 +15,8 @@ from torch import nn
 import torch.nn.functional as F
 from .losses import (comparison_matching_loss, class_centers, ncm_logits, local_kd_loss, kd_loss, pl_weights,
                              gap_weights, official_weights, rkd_loss, aml_loss, fitnet_loss, at_loss, nst_loss, restrict_to_batch_classes,
-                             HintRegressor)
+                             HintRegressor, target_stats, calibrate_temperature, temperature_nll, _tuple_log_probs_from_distances)
+from .tuples import pairwise_distances
 
 # %% ../nbs/05_distillers.ipynb #d1be399e
 def freeze(model:nn.Module # the teacher
@@ -54,6 +55,26 @@ class Distiller(nn.Module):
         if missing or unexpected: raise KeyError(f"checkpoint does not fit {type(self).__name__}: missing {missing}, unexpected {unexpected}")
 
     def forward(self, x, y): raise NotImplementedError
+
+    @torch.no_grad()
+    def record(self, name:str, values:torch.Tensor, extremes:bool=False):
+        "Accumulate per-item diagnostics `values` under `name` (NaNs ignored) until `epoch_stats` reads them."
+        v = values.detach().float().flatten(); v = v[torch.isfinite(v)]
+        if not len(v): return
+        st = self.__dict__.setdefault('_stats', {})
+        new = torch.stack([v.sum(), v.new_tensor(len(v)), v.min(), v.max()])   # sum, count, min, max
+        if name in st:
+            old, ext = st[name]; extremes = extremes or ext
+            new = torch.stack([old[0] + new[0], old[1] + new[1], old[2].minimum(new[2]), old[3].maximum(new[3])])
+        st[name] = (new, extremes)
+
+    def epoch_stats(self)->dict:
+        "The mean (and min/max when recorded with `extremes`) of each diagnostic since the last call; then resets."
+        out = {}
+        for name, (s, ext) in self.__dict__.pop('_stats', {}).items():
+            s = s.tolist(); out[name] = s[0] / s[1]
+            if ext: out[f'{name}_min'], out[f'{name}_max'] = s[2], s[3]
+        return out
 
 # %% ../nbs/05_distillers.ipynb #4c7fa628
 def fp32(t:torch.Tensor):
@@ -179,6 +200,34 @@ def teacher_centers(teacher:nn.Module, # the teacher (its embedding φ_T is used
         f.parent.mkdir(parents=True, exist_ok=True); atomic_save(P.cpu(), f)
     return P
 
+# %% ../nbs/05_distillers.ipynb #5b4edf69
+def ncm_temperature(teacher:nn.Module, # the teacher (its embedding φ_T)
+                    centers:torch.Tensor, # [C, d] its class centres of the student's classes (`teacher_centers`)
+                    x:torch.Tensor, y:torch.Tensor, # held-out images (uint8) and their labels 0..C-1: never the test split
+                    *, form:str, # the NCM form of stage 2 ('cosine', 'dot', 'paper')
+                    mean, std, batch_size:int=512, device=None, cache_dir:str|Path|None=None)->dict:
+    "The τ_T minimising the held-out NLL of the teacher's NCM classifier, with the NLL at it and at τ = 1 and 2."
+    key = f"tau-{state_dict_hash(teacher)}-{tensor_hash(centers, x[::max(1, len(x)//64)], y)}-{form}"
+    f = Path(cache_dir)/f'{key}.json' if cache_dir is not None else None
+    if f is not None and f.exists(): return json.loads(f.read_text())
+    if len(y) == 0: raise ValueError("ncm_temperature needs held-out images (the task has no validation split)")
+    z = ncm_logits(embed_all(teacher, x, mean=mean, std=std, batch_size=batch_size, device=device), centers.to(device or 'cpu'), form=form)
+    yy = torch.as_tensor(y).to(z.device)
+    tau = calibrate_temperature(z, yy)
+    out = dict(tau=tau, nll=temperature_nll(z, yy, tau), nll_tau1=temperature_nll(z, yy, 1.0), nll_tau2=temperature_nll(z, yy, 2.0), form=form, n=len(yy))
+    if f is not None:
+        from refilled.core import atomic_write_text
+        f.parent.mkdir(parents=True, exist_ok=True); atomic_write_text(json.dumps(out), f)
+    return out
+
+# %% ../nbs/05_distillers.ipynb #8c1bb0ab
+@torch.no_grad()
+def _record_tuple_targets(d, teacher_emb, tuples, tau_teacher):
+    "Log how informative the teacher's tuple distributions (Eq. 4) are: `cm_entropy_rel`, `cm_peak_ratio`."
+    if len(tuples) == 0: return
+    rel, peak = target_stats(_tuple_log_probs_from_distances(pairwise_distances(teacher_emb.float()), tuples, tau_teacher))
+    d.record('cm_entropy_rel', rel); d.record('cm_peak_ratio', peak)
+
 # %% ../nbs/05_distillers.ipynb #f2fc387e
 @register('refilled_stage1')
 class RefilledStage1(Distiller):
@@ -200,8 +249,10 @@ class RefilledStage1(Distiller):
         emb = self.student.embed(x)
         with torch.no_grad(): t = self.teacher.embed(x)
         with fp32(emb):
-            losses = {'cm': comparison_matching_loss(emb.float(), t.float(), y, tau_student=self.tau_student, tau_teacher=self.tau_teacher,
-                                                     scale=self.scale, **self.mine_kw)}
+            cm, tuples = comparison_matching_loss(emb.float(), t.float(), y, tau_student=self.tau_student, tau_teacher=self.tau_teacher,
+                                                  scale=self.scale, return_tuples=True, **self.mine_kw)
+        _record_tuple_targets(self, t, tuples, self.tau_teacher)
+        losses = {'cm': cm}
         if self.ce: logits = self.student.classifier(emb); losses['ce'] = self.ce*F.cross_entropy(logits, y)
         else:
             with torch.no_grad(): logits = self.student.classifier(emb)
@@ -211,23 +262,33 @@ class RefilledStage1(Distiller):
 _WEIGHTS = ('pl', 'gap', 'official', 'none')
 
 def _lkd_terms(student_logits, teacher_emb, teacher, y, centers, *, lam, weights, ncm_form, ncm_tau, tau_teacher, tau_student):
-    "Weighted local KD term of Eq. 10 (teacher side under no_grad), in float32; returns (loss, λ_i)."
+    "Weighted local KD term of Eq. 10 (teacher side under no_grad), in float32; returns (loss, λ_i, teacher scores over S)."
     with fp32(student_logits): return _lkd_terms32(student_logits.float(), teacher_emb.float(), teacher, y, centers, lam=lam, weights=weights,
                                                    ncm_form=ncm_form, ncm_tau=ncm_tau, tau_teacher=tau_teacher, tau_student=tau_student)
 
 def _lkd_terms32(student_logits, teacher_emb, teacher, y, centers, *, lam, weights, ncm_form, ncm_tau, tau_teacher, tau_student):
     with torch.no_grad():
         t_logits = ncm_logits(teacher_emb.float(), centers, form=ncm_form, tau=ncm_tau)
+        tS = restrict_to_batch_classes(t_logits, y)
         if weights == 'none': w = None
-        elif weights == 'pl':
-            w = pl_weights(restrict_to_batch_classes(t_logits, y), lam, tau=tau_teacher)
+        elif weights == 'pl': w = pl_weights(tS, lam, tau=tau_teacher)
         elif weights == 'gap':
-            tS, sS = restrict_to_batch_classes(t_logits, y), restrict_to_batch_classes(student_logits.detach().float(), y)
+            sS = restrict_to_batch_classes(student_logits.detach().float(), y)
             w = gap_weights(F.softmax(tS/tau_teacher, -1), F.softmax(sS/tau_student, -1), lam)
         else: w = official_weights(teacher.classifier(teacher_emb).float(), lam)
     loss = local_kd_loss(student_logits, t_logits, y, tau_student=tau_student, tau_teacher=tau_teacher, weights=w)
     if w is None: loss = lam*loss
-    return loss, w
+    return loss, w, tS
+
+@torch.no_grad()
+def _record_lkd_targets(d, tS, tau_teacher, w, y, seen):
+    "Log the stage-2 target over S (`tgt_entropy_rel`, `tgt_peak_ratio`) and λ_i per seen/unseen class (`lam_seen`, `lam_unseen`)."
+    rel, peak = target_stats((tS / tau_teacher).log_softmax(-1))
+    d.record('tgt_entropy_rel', rel); d.record('tgt_peak_ratio', peak)
+    if w is None: return
+    if seen is None: d.record('lam', w, extremes=True); return
+    s = seen[y]
+    d.record('lam_seen', w[s], extremes=True); d.record('lam_unseen', w[~s], extremes=True)
 
 @register('refilled_stage2')
 class RefilledStage2(Distiller):
@@ -239,7 +300,8 @@ class RefilledStage2(Distiller):
                  ncm_form:str='cosine', # Eq. 7 reading: 'cosine' | 'dot' (official) | 'paper'
                  ncm_tau:float=1.0, # scale inside `ncm_logits` (kept 1: the temperature is `tau_teacher`)
                  tau_teacher:float=2.0, # teacher temperature (paper: 2; official HEAD: 1)
-                 tau_student:float=1.0): # student temperature (paper and official: 1)
+                 tau_student:float=1.0, # student temperature (paper and official: 1)
+                 seen:torch.Tensor|None=None): # bool [C]: the student's classes the teacher was trained on (diagnostics only)
         super().__init__(student, teacher)
         if weights not in _WEIGHTS: raise ValueError(f"weights must be one of {_WEIGHTS}, got {weights!r}")
         if not torch.is_tensor(centers) or centers.ndim != 2: raise ValueError("centers must be a [C, d] tensor (see teacher_centers)")
@@ -248,13 +310,15 @@ class RefilledStage2(Distiller):
         self.ncm_tau = _check_weight('ncm_tau', ncm_tau, False)
         self.tau_teacher, self.tau_student = _check_weight('tau_teacher', tau_teacher, False), _check_weight('tau_student', tau_student, False)
         self.last_weights = None
+        self.register_buffer('seen', None if seen is None else torch.as_tensor(seen, dtype=torch.bool).clone(), persistent=False)
     def forward(self, x, y):
         logits = self.student(x)
         losses = {'ce': F.cross_entropy(logits, y)}
         if self.lam > 0:
             with torch.no_grad(): t = self.teacher.embed(x)
-            losses['lkd'], self.last_weights = _lkd_terms(logits, t, self.teacher, y, self.centers, lam=self.lam, weights=self.weights,
+            losses['lkd'], self.last_weights, tS = _lkd_terms(logits, t, self.teacher, y, self.centers, lam=self.lam, weights=self.weights,
                 ncm_form=self.ncm_form, ncm_tau=self.ncm_tau, tau_teacher=self.tau_teacher, tau_student=self.tau_student)
+            _record_lkd_targets(self, tS, self.tau_teacher, self.last_weights, y, self.seen)
         return logits, losses
 
 # %% ../nbs/05_distillers.ipynb #24c203f7
@@ -264,22 +328,41 @@ class RefilledOneStage(Distiller):
     def __init__(self, student, teacher, centers:torch.Tensor, gamma:float=1.0, lam:float=2.0, weights:str='pl',
                  ncm_form:str='cosine', ncm_tau:float=1.0, tau_teacher:float=2.0, tau_student:float=1.0,
                  cm_tau_student:float=1.0, cm_tau_teacher:float=2.0, scale:float=1.0, mode:str='masked',
-                 margin:float|None=None, max_impostors:int|None=None):
+                 margin:float|None=None, max_impostors:int|None=None, seen:torch.Tensor|None=None):
         super().__init__(student, teacher)
         if weights not in _WEIGHTS: raise ValueError(f"weights must be one of {_WEIGHTS}, got {weights!r}")
         self.register_buffer('centers', centers.detach().float().clone())
         self.gamma, self.lam, self.weights, self.ncm_form = _check_weight('gamma', gamma), _check_weight('lam', lam), weights, ncm_form
         self.ncm_tau, self.tau_teacher, self.tau_student = ncm_tau, tau_teacher, tau_student
+        self.register_buffer('seen', None if seen is None else torch.as_tensor(seen, dtype=torch.bool).clone(), persistent=False)
         self.cm_kw = dict(tau_student=cm_tau_student, tau_teacher=cm_tau_teacher, scale=scale, mode=mode, margin=margin, max_impostors=max_impostors)
     def forward(self, x, y):
         emb = self.student.embed(x); logits = self.student.classifier(emb)
         with torch.no_grad(): t = self.teacher.embed(x)
-        with fp32(emb): cm = comparison_matching_loss(emb.float(), t.float(), y, **self.cm_kw)
+        with fp32(emb): cm, tuples = comparison_matching_loss(emb.float(), t.float(), y, return_tuples=True, **self.cm_kw)
+        _record_tuple_targets(self, t, tuples, self.cm_kw['tau_teacher'])
         losses = {'ce': F.cross_entropy(logits, y), 'cm': self.gamma*cm}
         if self.lam > 0:
-            losses['lkd'], _ = _lkd_terms(logits, t, self.teacher, y, self.centers, lam=self.lam, weights=self.weights,
+            losses['lkd'], w, tS = _lkd_terms(logits, t, self.teacher, y, self.centers, lam=self.lam, weights=self.weights,
                 ncm_form=self.ncm_form, ncm_tau=self.ncm_tau, tau_teacher=self.tau_teacher, tau_student=self.tau_student)
+            _record_lkd_targets(self, tS, self.tau_teacher, w, y, self.seen)
         return logits, losses
+
+# %% ../nbs/05_distillers.ipynb #44048bd8
+@register('batch_smooth')
+class BatchSmoothing(Distiller):
+    "CE + `weight`·KL(uniform over the batch's classes S ‖ softmax over S of the logits): Eq. 10 with a uniform target, no teacher."
+    needs_teacher = False
+    def __init__(self, student, teacher=None,
+                 weight:float=0.1, # λ̄, the mean instance weight the uniform target got (ε = λ̄/(1+λ̄))
+                 tau_student:float=1.0):
+        super().__init__(student, None)
+        self.weight, self.tau_student = _check_weight('weight', weight), _check_weight('tau_student', tau_student, False)
+    def forward(self, x, y):
+        logits = self.student(x)
+        with fp32(logits):
+            smooth = local_kd_loss(logits.float(), torch.zeros_like(logits, dtype=torch.float32), y, tau_student=self.tau_student, tau_teacher=1.0)
+        return logits, {'ce': F.cross_entropy(logits, y), 'smooth': self.weight*smooth}
 
 # %% ../nbs/05_distillers.ipynb #a0efc508
 def _monitor_logits(student, emb, y, ce):

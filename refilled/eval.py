@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['PAPER_WRN16_1', 'PAPER_NCM_WRN16_1', 'PAPER_AUC', 'roc_auc', 'batch_weights', 'distill_grad_gap',
            'kd_lkd_gradient_curve', 'by_value', 'summarize', 'format_table', 'paired_gains', 'budget_gains',
-           'load_history', 'tsne_2d', 'harmonic_mean']
+           't_quantile', 't_interval', 'paired_interval', 'decide', 'format_summaries', 'format_intervals',
+           'missing_runs', 'comparison_report', 'load_history', 'tsne_2d', 'harmonic_mean']
 
 # %% ../nbs/07_eval.ipynb #c4e2defd
 import json, math, statistics
@@ -123,7 +124,7 @@ def summarize(rows:list, # result rows (dicts), e.g. from `refilled.experiments.
     for r in rows:
         if where and any(r.get(k) != v for k, v in where.items()): continue
         if r.get(value) is None: continue
-        groups[tuple(r[k] for k in by)].append(float(r[value]))
+        groups[tuple(r.get(k) for k in by)].append(float(r[value]))
     out = []
     for k in sorted(groups, key=by_value):
         v = groups[k]
@@ -170,6 +171,96 @@ def budget_gains(rows:list, # result rows (dicts), e.g. from `refilled.experimen
                 )->list:
     "Per seed: `student_long` (1.5·E epochs) minus `student` (E epochs) in `value`, for every E both have a row for."
     return paired_gains(rows, 'student_long', 'student', value=value, keys=('E', *keys))
+
+# %% ../nbs/07_eval.ipynb #0cde07bd
+def t_quantile(p:float, df:float)->float:
+    "The `p`-quantile of Student's t distribution with `df` degrees of freedom."
+    from scipy.stats import t
+    return float(t.ppf(p, df))
+
+def t_interval(xs, level:float=0.95)->dict:
+    "n, mean, sample sd (n−1) and the two-sided Student-t interval `lo`–`hi` of the mean of `xs` at `level` (NaN for n < 2)."
+    if not 0 < level < 1: raise ValueError(f"level must be in (0, 1), got {level}")
+    xs = [float(x) for x in xs]; n, nan = len(xs), float('nan')
+    mean = statistics.fmean(xs) if n else nan
+    if n < 2: return dict(n=n, mean=mean, sd=nan, lo=nan, hi=nan)
+    sd = statistics.stdev(xs); half = t_quantile((1 + level)/2, n - 1)*sd/math.sqrt(n)
+    return dict(n=n, mean=mean, sd=sd, lo=mean - half, hi=mean + half)
+
+# %% ../nbs/07_eval.ipynb #b228f261
+def paired_interval(rows:list, # result rows (dicts), e.g. from `refilled.experiments.read_results`
+                    method:str, # the method whose gain is measured
+                    control:str, # the method it is compared with
+                    value:str, # the readout compared, e.g. 'test_acc_last10'
+                    by=('overlap', 'E'), # one interval per combination of these keys
+                    level:float=0.95)->list:
+    "Per group of `by`: the per-seed gains `method − control` in `value` and their `t_interval`."
+    groups = defaultdict(list)
+    for g in paired_gains(rows, method, control, value=value, keys=(*by, 'seed')): groups[tuple(g[k] for k in by)].append(g)
+    out = []
+    for k in sorted(groups, key=by_value):
+        gs = sorted(groups[k], key=lambda g: by_value((g['seed'],)))
+        out.append({**dict(zip(by, k)), 'method': method, 'control': control, 'value': value, 'level': level,
+                    'seeds': [g['seed'] for g in gs], 'gains': [g['gain'] for g in gs], **t_interval([g['gain'] for g in gs], level)})
+    return out
+
+# %% ../nbs/07_eval.ipynb #08971c6b
+def decide(interval:dict, # a `t_interval` or `paired_interval` result: n, mean, lo, hi
+           min_gain:float=1.0)->str:
+    "'adds value' (mean ≥ `min_gain`, lo > 0), 'worse' (hi < 0), 'no evidence of value' (otherwise) or 'undecided (n < 2)'."
+    if interval['n'] < 2: return 'undecided (n < 2)'
+    if interval['mean'] >= min_gain and interval['lo'] > 0: return 'adds value'
+    if interval['hi'] < 0: return 'worse'
+    return 'no evidence of value'
+
+# %% ../nbs/07_eval.ipynb #2d7d6460
+def _fixed_width(head:list, body:list, left=())->str:
+    "Columns as wide as their widest cell, right-aligned except those named in `left`."
+    w = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    line = lambda cells: '  '.join(str(x).ljust(n) if h in left else str(x).rjust(n) for h, x, n in zip(head, cells, w)).rstrip()
+    return '\n'.join([line(head), *map(line, body)])
+
+def format_summaries(rows:list, by=('method',), values=('test_acc_best_val',), fmt:dict|None=None)->str:
+    "One text table of `summarize` for several `values` side by side: mean ± std (n) per group of `by`, '—' where none."
+    keys = sorted({tuple(r.get(c) for c in by) for r in rows}, key=by_value)
+    cells = {k: {} for k in keys}
+    for v in values:
+        f = (fmt or {}).get(v, '.2f')
+        for s in summarize(rows, by=by, value=v):
+            cells[tuple(s[c] for c in by)][v] = f"{s['mean']:{f}}" + (f" ± {s['std']:{f}}" if s['n'] > 1 else '') + f" ({s['n']})"
+    return _fixed_width([*by, *values], [[*k, *(cells[k].get(v, '—') for v in values)] for k in keys])
+
+def format_intervals(intervals:list, cols=('overlap', 'E'), min_gain:float|None=None)->str:
+    "A text table of `paired_interval` results; with `min_gain`, each line's `decide` outcome too."
+    f = lambda x: 'nan' if math.isnan(x) else f'{x:+.2f}'
+    lvl = f"{intervals[0]['level']:.0%} interval" if intervals else 'interval'
+    head = ['method', 'control', *cols, 'n', 'seeds', 'mean ± sd', lvl] + (['decision'] if min_gain is not None else [])
+    body = [[x['method'], x['control'], *(x.get(c) for c in cols), x['n'], ','.join(map(str, x['seeds'])),
+             f(x['mean']) + (f" ± {x['sd']:.2f}" if x['n'] > 1 else ''), f"[{f(x['lo'])}, {f(x['hi'])}]"]
+            + ([decide(x, min_gain)] if min_gain is not None else []) for x in intervals]
+    return _fixed_width(head, body, left=('seeds', 'decision'))
+
+# %% ../nbs/07_eval.ipynb #463c6fd3
+def missing_runs(rows:list, methods, seeds)->list:
+    "The (method, seed) pairs of a design with no row in `rows` yet."
+    have = {(r.get('method'), r.get('seed')) for r in rows}
+    return [(m, s) for m in methods for s in seeds if (m, s) not in have]
+
+def comparison_report(rows:list, # the rows of one experiment (e.g. one tag of one protocol)
+                      methods, seeds, # the design: every method with every seed
+                      rules, # (method, control) pairs, each decided by `decide`
+                      values=('test_acc_last10', 'val_acc_lastq', 'test_acc_best_val'), # the first decides; the others are shown
+                      min_gain:float=1.0, by=('overlap', 'E'), level:float=0.95)->str:
+    "Text report of a paired comparison: rows pending, mean ± sd per method of each readout, paired intervals and decisions."
+    if not rows: return 'no rows yet'
+    miss, n = missing_runs(rows, methods, seeds), len(methods)*len(seeds)
+    out = [f"pending: {len(miss)} of {n} rows (" + ', '.join(f'{m} seed {s}' for m, s in miss) + ')' if miss else f'all {n} rows in']
+    out.append('mean ± sd (n) over seeds\n' + format_summaries(rows, by=('method', *by), values=values))
+    for i, v in enumerate(values):
+        iv = [x for m, c in rules for x in paired_interval(rows, m, c, v, by=by, level=level)]
+        out.append(f"paired gain method − control in {v}, " + (f'decided (min_gain {min_gain:g})' if i == 0 else 'shown only') + '\n'
+                   + (format_intervals(iv, cols=by, min_gain=min_gain if i == 0 else None) if iv else 'no pairs yet'))
+    return '\n\n'.join(out)
 
 # %% ../nbs/07_eval.ipynb #4eea9476
 def load_history(run_dir:str|Path)->list:

@@ -7,11 +7,11 @@ __all__ = ['METHODS', 'OFFICIAL', 'TEACHER_KEYS', 'NORMS', 'CIFAR_OVERLAPS', 'CH
            'RESULT_COLUMNS', 'COMMON_KEYS', 'EXTRA_KEYS', 'HPARAM_COLUMNS', 'RECORD_MARK', 'Stage', 'method',
            'ParameterError', 'parse_norm', 'parse_key_map', 'parse_kwargs', 'parse_classes', 'validate_params',
            'git_commit', 'device_name', 'train_teacher', 'append_result', 'read_results', 'used_hparams', 'run_id',
-           'student_task', 'run_teacher', 'train_stages', 'result_row', 'distill', 'load_run', 'record_line',
-           'check_record']
+           'student_task', 'run_teacher', 'train_stages', 'readouts', 'diagnostics', 'result_row', 'distill',
+           'load_run', 'record_line', 'check_record']
 
 # %% ../nbs/08_experiments.ipynb #ad41e53d
-import csv, hashlib, inspect, io, json, math, os, platform, subprocess, time
+import csv, dataclasses, hashlib, inspect, io, json, math, os, platform, subprocess, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -23,7 +23,7 @@ from .data import (load_cifar100, gkd_split, make_task, CIFAR100_MEAN as MEAN, C
 from .tasks import SOURCES, Task, gkd_task, make_student_task
 from .backbones import create_model, list_models
 from .teachers import PUBLIC_TEACHERS, Teacher, load_teacher, teacher_accuracy
-from .distillers import create_distiller, teacher_centers, state_dict_hash, tensor_hash, DISTILLERS
+from .distillers import create_distiller, teacher_centers, ncm_temperature, state_dict_hash, tensor_hash, DISTILLERS
 from .train import fit, load_checkpoint, predict, accuracy, ncm_accuracy
 
 # %% ../nbs/08_experiments.ipynb #ee1eedcb
@@ -91,6 +91,14 @@ def _(p): return [Stage('rkd', {'weight': p['relation_weight']}, p['stage1_epoch
 @method('aml')
 def _(p): return [Stage('aml', {'weight': p['relation_weight']}, p['stage1_epochs'] or p['epochs']//2, select='val_ncm'),
                   Stage('vanilla', {}, p['epochs'], init='previous')]
+
+# %% ../nbs/08_experiments.ipynb #8abc76b1
+@method('student_restart')
+def _(p): return [Stage('vanilla', {}, p['stage1_epochs'] or p['epochs']//2, select='val_ncm'), Stage('vanilla', {}, p['epochs'], init='previous')]
+@method('refilled_lkd_long')
+def _(p): return [dataclasses.replace(_stage2(p, init='init'), epochs=_long(p))]
+@method('student_smooth')
+def _(p): return [Stage('batch_smooth', {'weight': p['smooth_weight']}, _long(p))]
 
 # %% ../nbs/08_experiments.ipynb #45e8baaf
 def _stage_params(p, keys): return {k: p[k] for k in keys}
@@ -197,10 +205,10 @@ CHECKS = dict(
     batch_size=_pos_int, teacher_batch_size=_pos_int, lr=_pos, teacher_lr=_pos, momentum=_frac, weight_decay=_nonneg,
     schedule=_choice('step', 'cosine', 'constant'), teacher_schedule=_choice('step', 'cosine', 'constant'),
     train_per_class=_opt_pos_int, val_per_class=_opt_pos_int, val_frac=_frac, teacher_train_per_class=_opt_pos_int, teacher_val_frac=_frac,
-    lam=_nonneg, tau_teacher=_pos, tau_student=_pos, cm_tau_teacher=_pos, cm_tau_student=_pos, cm_scale=_pos,
+    lam=_nonneg, tau_teacher=lambda v: None if v == 'calibrated' or not _pos(v) else "must be a positive number or 'calibrated'", tau_student=_pos, cm_tau_teacher=_pos, cm_tau_student=_pos, cm_scale=_pos,
     tuple_mode=_choice('masked', 'official'), margin=lambda v: None if v is None or (_num(v) and v > 0) else 'must be a positive number or None',
     max_impostors=_opt_pos_int, weights=_choice('pl', 'gap', 'official', 'none'), ncm_form=_choice('cosine', 'dot', 'paper'),
-    gamma=_nonneg, kd_lam=_nonneg, kd_tau=_pos, relation_weight=_pos,
+    gamma=_nonneg, smooth_weight=_nonneg, kd_lam=_nonneg, kd_tau=_pos, relation_weight=_pos,
     teacher_ckpt=_opt_path, work_dir=_opt_path, results_csv=_opt_path,
     device=lambda v: None if v in ('auto', 'cpu') or str(v).startswith('cuda') else "must be 'auto', 'cpu' or 'cuda[:i]'",
     amp=lambda v: None if v in ('auto', True, False) else "must be 'auto', True or False",
@@ -226,6 +234,9 @@ def validate_params(kind:str, # 'distill' or 'train_teacher'
     if unknown: raise ParameterError(f"unknown parameter(s) {unknown} for {kind}; known: {sorted(defaults)}")
     p = {**defaults, **params}
     if isinstance(p.get('amp'), str) and p['amp'].lower() in ('true', 'false'): p['amp'] = p['amp'].lower() == 'true'  # from the CLI
+    if isinstance(p.get('tau_teacher'), str) and p['tau_teacher'] != 'calibrated':   # a number, from the CLI
+        try: p['tau_teacher'] = float(p['tau_teacher'])
+        except ValueError: pass
     for k, v in p.items():
         err = CHECKS[k](v) if k in CHECKS else None
         if err: raise ParameterError(f"parameter {k!r} {err}; got {v!r}")
@@ -350,7 +361,9 @@ def train_teacher(dataset:str='cifar100', # dataset (cifar100)
 RESULT_COLUMNS = ['protocol', 'method', 'overlap', 'student', 'teacher', 'seed', 'epochs', 'best_val_epoch', 'test_acc_best_val',
                   'test_acc_last', 'ncm_acc', 'wall_s', 'device', 'commit', 'train_per_class', 'val_acc_best', 'val_ncm_best', 'ncm_acc_final',
                   'ncm_acc_init', 'stage_epochs', 'teacher_test_acc', 'lam', 'tau_teacher', 'tuple_mode', 'weights', 'ncm_form',
-                  'max_impostors', 'cm_scale', 'tag', 'init_hash', 'teacher_hash', 'run_id', 'E', 'data', 'teacher_ckpt']
+                  'max_impostors', 'cm_scale', 'tag', 'init_hash', 'teacher_hash', 'run_id', 'E', 'data', 'teacher_ckpt',
+                  'val_acc_lastq', 'test_acc_last10', 'cm_tau_teacher', 'cm_tau_student', 'tau_value', 'cm_entropy_rel', 'tgt_entropy_rel',
+                  'tgt_peak_ratio', 'lam_seen', 'lam_unseen']
 
 def append_result(row:dict, path:str|Path)->Path:
     "Append `row` to the CSV at `path` (atomically: the file is rewritten whole), adding the header when new; an older file gets the newer columns."
@@ -395,15 +408,19 @@ COMMON_KEYS = ('protocol', 'method', 'dataset', 'order', 'overlap', 'student', '
                'teacher_ckpt')
 EXTRA_KEYS = ('data',) + DATA_KEYS + FOREIGN_TEACHER_KEYS   # in the identity only when not at their defaults
 
-HPARAM_COLUMNS = ('cm_scale', 'tuple_mode', 'max_impostors', 'lam', 'weights', 'ncm_form', 'tau_teacher')
+HPARAM_COLUMNS = ('cm_scale', 'tuple_mode', 'max_impostors', 'cm_tau_teacher', 'cm_tau_student', 'lam', 'weights', 'ncm_form', 'tau_teacher')
 
 def used_hparams(stages:list)->dict:
     "The method hyper-parameters a recipe's stages actually use (None where no stage uses one), for its result row."
     out = dict.fromkeys(HPARAM_COLUMNS)
     for st in stages:
         kw = st.kwargs
-        if st.distiller in ('refilled_stage1', 'refilled_onestage'):
-            out.update(cm_scale=kw['scale'], tuple_mode=kw['mode'], max_impostors=kw['max_impostors'])
+        if st.distiller == 'refilled_stage1':
+            out.update(cm_scale=kw['scale'], tuple_mode=kw['mode'], max_impostors=kw['max_impostors'], cm_tau_teacher=kw['tau_teacher'],
+                       cm_tau_student=kw['tau_student'])
+        if st.distiller == 'refilled_onestage':
+            out.update(cm_scale=kw['scale'], tuple_mode=kw['mode'], max_impostors=kw['max_impostors'], cm_tau_teacher=kw['cm_tau_teacher'],
+                       cm_tau_student=kw['cm_tau_student'])
         if st.distiller in ('refilled_stage2', 'refilled_onestage'):
             out.update(lam=kw['lam'], weights=kw['weights'], ncm_form=kw['ncm_form'], tau_teacher=kw['tau_teacher'])
         if st.distiller == 'kd': out.update(lam=kw['lam'], tau_teacher=kw['tau'])
@@ -472,45 +489,77 @@ def run_teacher(p:dict, # validated `distill` parameters
     return out
 
 # %% ../nbs/08_experiments.ipynb #5dc92ee7
-def _distiller_for(st, p, student, T, task, work, device):
-    "The distiller of stage `st`, with the teacher-derived arguments it needs."
-    kw = dict(st.kwargs)
+def _distiller_for(st, p, student, T, task, work, device)->tuple:
+    "(the distiller of stage `st` with the teacher-derived arguments it needs, the calibration of its τ_T or None)."
+    kw, calib = dict(st.kwargs), None
     if st.distiller in ('refilled_stage2', 'refilled_onestage'):
         cache = work/'centers' if p['data'] is None else work/'centers'/T['hash']
-        kw['centers'] = teacher_centers(T['teacher'], task.train_x, task.train_y, task.num_classes, mean=task.mean, std=task.std,
-                                        device=device, cache_dir=cache)
+        ev = dict(mean=task.mean, std=task.std, device=device, cache_dir=cache)
+        kw['centers'] = teacher_centers(T['teacher'], task.train_x, task.train_y, task.num_classes, **ev)
+        if getattr(task, 'seen', None) is not None: kw['seen'] = torch.tensor(list(map(bool, task.seen)))
+        if kw['tau_teacher'] == 'calibrated':   # temperature scaling on the validation split, never the test split
+            calib = ncm_temperature(T['teacher'], kw['centers'], task.val_x, task.val_y, form=kw['ncm_form'], **ev)
+            kw['tau_teacher'] = calib['tau']
+            if p['verbose']: print(f"tau_teacher='calibrated': {calib['tau']:.4g} on {calib['n']} validation images "
+                                   f"(NLL {calib['nll']:.3f}; at tau 1: {calib['nll_tau1']:.3f}, at 2: {calib['nll_tau2']:.3f})", flush=True)
     if st.distiller == 'kd': kw.update(teacher_classes=T['classes'], student_classes=[int(c) for c in task.classes])
-    return create_distiller(st.distiller, student, None if st.distiller == 'vanilla' else T['teacher'], **kw)
+    return create_distiller(st.distiller, student, None if st.distiller in ('vanilla', 'batch_smooth') else T['teacher'], **kw), calib
+
+def _last_phase(epochs:int, schedule:str, milestones=(0.25, 0.5, 0.75))->int:
+    "Epochs of the last learning-rate phase (at least 10, at most `epochs`): where the readout `test_acc_last10` is measured."
+    last = epochs - max(max(1, round(m*epochs)) for m in milestones) if schedule == 'step' else 0
+    return min(epochs, max(10, last))
 
 def train_stages(p:dict, task, T:dict, work:Path, device:torch.device)->tuple:
-    "Train every stage of `p['method']` (resuming finished ones); returns (student with the last stage's selected weights, stages, fit results)."
+    "Train every stage of `p['method']` (resuming finished ones); returns (student with the last stage's selected weights, stages, fit results, init hash, calibrations)."
     amp = None if p['amp'] == 'auto' else p['amp']
     split_key = dict(dataset=p['dataset'], order=p['order'], classes=[int(c) for c in task.classes], seed=p['seed'],
                      tpc=p['train_per_class'], vpc=p['val_per_class'], vf=p['val_frac'])
     if p['data'] is not None: split_key.update(data=p['data'], size=task.size, n=[len(task.train_y), len(task.val_y), len(task.test_y)])
     seed_everything(p['seed']); student = create_model(p['student'], task.num_classes); init_hash = state_dict_hash(student)
-    stages, results, prev_key = METHODS[p['method']](p), [], None
+    stages, results, calibs, prev_key = METHODS[p['method']](p), [], [], None
     for i, st in enumerate(stages):
         if st.init == 'previous':
             if not results: raise ValueError(f"stage {i} of {p['method']!r} starts from a previous stage, but it is the first")
             student.load_state_dict(load_checkpoint(Path(results[-1].run_dir)/'best.pt')['student'])
         else: seed_everything(p['seed']); student = create_model(p['student'], task.num_classes)
-        d = _distiller_for(st, p, student, T, task, work, device)
+        d, calib = _distiller_for(st, p, student, T, task, work, device); calibs.append(calib)
         opt_kw = dict(batch_size=p['batch_size'], lr=p['lr'], momentum=p['momentum'], weight_decay=p['weight_decay'],
                       schedule=st.schedule or p['schedule'])
         skey = _key(dict(teacher=T['hash'], split=split_key, student=p['student'], init=init_hash, distiller=st.distiller,
                          kwargs=dict(st.kwargs), epochs=st.epochs, select=st.select, opt=opt_kw, prev=prev_key if st.init == 'previous' else None))
         results.append(fit(d, task, epochs=st.epochs, select=st.select, seed=p['seed'], device=device, amp=amp,
                            deterministic=p['deterministic'], run_dir=work/'stages'/f"{st.distiller}-{skey}", resume=True,
-                           verbose=p['verbose'], test_every=p['test_every'], config={'stage_key': skey}, **opt_kw))
+                           verbose=p['verbose'], test_every=p['test_every'], config={'stage_key': skey}, **opt_kw,
+                           test_last=_last_phase(st.epochs, opt_kw['schedule']) if st.select == 'val_acc' else 0))
         prev_key = skey
     student.load_state_dict(load_checkpoint(Path(results[-1].run_dir)/'best.pt')['student'])
-    return student, stages, results, init_hash
+    return student, stages, results, init_hash, calibs
 
 # %% ../nbs/08_experiments.ipynb #bddb5449
 def _r2(v): return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(v, 2)
 
-def result_row(p:dict, task, T:dict, student, stages:list, results:list, init_hash:str, ncm_init:float, commit:str, device)->dict:
+def _mean(xs):
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return sum(xs)/len(xs) if xs else None
+
+def readouts(history:list, key:str='val_acc')->dict:
+    "`val_acc_lastq` (mean `key` over the last quarter of the epochs) and `test_acc_last10` (mean test accuracy over the last 10, when each was measured)."
+    if not history or key not in history[-1]: return dict(val_acc_lastq=None, test_acc_last10=None)
+    q, t = history[-max(1, math.ceil(len(history)/4)):], history[-min(10, len(history)):]
+    return dict(val_acc_lastq=_mean(h.get(key) for h in q),
+                test_acc_last10=_mean(h['test_acc'] for h in t) if all('test_acc' in h for h in t) else None)
+
+def diagnostics(results:list)->dict:
+    "Each teacher-target diagnostic averaged over the epochs of the last stage that logged it."
+    out = {}
+    for k in ('cm_entropy_rel', 'tgt_entropy_rel', 'tgt_peak_ratio', 'lam_seen', 'lam_unseen'):
+        r = next((r for r in reversed(results) if any(k in h for h in r.history)), None)
+        out[k] = None if r is None else _mean(h.get(k) for h in r.history)
+    return out
+
+def result_row(p:dict, task, T:dict, student, stages:list, results:list, init_hash:str, ncm_init:float, commit:str, device,
+               calibs:list|None=None)->dict:
     "The run's result row (`RESULT_COLUMNS`)."
     last, ev = results[-1], dict(mean=task.mean, std=task.std, device=device)
     s1 = next((r for r, st in zip(results, stages) if st.select == 'val_ncm'), None)
@@ -527,7 +576,10 @@ def result_row(p:dict, task, T:dict, student, stages:list, results:list, init_ha
                 device=device_name(device), commit=commit, train_per_class=p['train_per_class'] or '',
                 teacher_test_acc=_r2(T['test_acc']), **used_hparams(stages), init_hash=init_hash,
                 teacher_hash=T['hash'], run_id=run_id(p), E=p['epochs'], data=p['data'] or p['dataset'],
-                teacher_ckpt=None if p['data'] is None else T['checkpoint'])
+                teacher_ckpt=None if p['data'] is None else T['checkpoint'],
+                **({} if emb_only else {k: _r2(v) for k, v in readouts(last.history).items()}),
+                tau_value=next((c['tau'] for c in (calibs or []) if c), None) or used_hparams(stages)['tau_teacher'],
+                **{k: None if v is None else round(v, 4) for k, v in diagnostics(results).items()})
 
 # %% ../nbs/08_experiments.ipynb #90478521
 @call_parse
@@ -555,7 +607,7 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
             lam:float=2.0, # λ of Eq. 9/10 (the paper's best is close to 2)
             weights:str='pl', # instance weights of stage 2: pl (Eq. 9), gap, official, none
             ncm_form:str='cosine', # teacher NCM logits (Eq. 7): cosine, dot (official), paper (ratio as printed)
-            tau_teacher:float=2.0, # stage-2 teacher temperature (paper: 2)
+            tau_teacher:str=2.0, # stage-2 teacher temperature (paper: 2), or 'calibrated': fitted on the validation split (min. NLL)
             tau_student:float=1.0, # stage-2 student temperature (paper: 1)
             cm_tau_teacher:float=2.0, # stage-1 teacher temperature in Eq. 4 (paper: 2)
             cm_tau_student:float=1.0, # stage-1 student temperature in Eq. 4 (paper: 1)
@@ -564,6 +616,7 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
             margin:float=None, # semi-hard margin (official: 0.2; paper: none)
             max_impostors:int=None, # K̂ of Table 21 (None: all)
             gamma:float=1.0, # weight of CM in the one-stage REFILLED^γ
+            smooth_weight:float=0.096, # weight of the uniform target over the batch's classes (method student_smooth; the old recipe's mean λ_i)
             kd_lam:float=1.0, # weight of Hinton KD (method kd)
             kd_tau:float=4.0, # temperature of Hinton KD (method kd)
             relation_weight:float=1.0, # weight of the RKD / AML embedding loss (methods rkd, aml)
@@ -602,8 +655,8 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
     seed_everything(p['seed']); s0 = create_model(p['student'], task.num_classes).to(device)
     ncm_init = ncm_accuracy(s0, task.train_x, task.train_y, task.test_x, task.test_y, task.num_classes, mean=task.mean, std=task.std,
                             device=device) if len(task.test_y) else None
-    student, stages, results, init_hash = train_stages(p, task, T, work, device)
-    row = result_row(p, task, T, student, stages, results, init_hash, ncm_init, commit, device)
+    student, stages, results, init_hash, calibs = train_stages(p, task, T, work, device)
+    row = result_row(p, task, T, student, stages, results, init_hash, ncm_init, commit, device, calibs)
     if p['results_csv']: append_result(row, p['results_csv'])
     return dict(row, stage_dirs=[r.run_dir for r in results], teacher_checkpoint=T['checkpoint'])
 

@@ -15,8 +15,8 @@ from .tuples import Tuples, mine_tuples, pairwise_distances, _check_mine_args, _
 # %% auto #0
 __all__ = ['CM_PRESETS', 'NCM_FORMS', 'STAGE2_PRESETS', 'kl_rows', 'tuple_log_probs', 'comparison_matching_loss', 'class_centers',
            'ncm_logits', 'batch_classes', 'restrict_to_batch_classes', 'local_kd_loss', 'kd_loss', 'pl_weights',
-           'gap_weights', 'official_weights', 'rkd_loss', 'aml_loss', 'HintRegressor', 'fitnet_loss', 'attention_map',
-           'at_loss', 'nst_loss']
+           'gap_weights', 'official_weights', 'target_stats', 'temperature_nll', 'calibrate_temperature', 'rkd_loss',
+           'aml_loss', 'HintRegressor', 'fitnet_loss', 'attention_map', 'at_loss', 'nst_loss']
 
 # %% ../nbs/04_losses.ipynb #187482ae
 def kl_rows(log_p:Tensor, # [..., n] log-probabilities of p; -inf = probability 0
@@ -267,6 +267,39 @@ STAGE2_PRESETS = {
     'paper':    dict(form="cosine", tau_teacher=2.0, tau_student=1.0, weighting="pl",       lam=2.0),
     'official': dict(form="dot",    tau_teacher=1.0, tau_student=1.0, weighting="official", lam=1.0),
 }
+
+# %% ../nbs/04_losses.ipynb #7d7f41cc
+def target_stats(log_p:Tensor, # [N, n] log-probabilities per row; -inf = excluded option
+                )->tuple[Tensor, Tensor]: # ([N] H/log n, NaN where n = 1; [N] n·max p)
+    "Relative entropy and peak-to-uniform ratio of each row of a target distribution."
+    valid = log_p > -math.inf
+    n = valid.sum(-1).to(log_p.dtype)
+    p = log_p.exp()
+    H = -(p * log_p.masked_fill(~valid, 0.)).sum(-1)
+    rel = torch.where(n > 1, H / n.clamp_min(2).log(), torch.full_like(H, math.nan))
+    return rel, n * p.max(-1).values
+
+# %% ../nbs/04_losses.ipynb #f10424c3
+def temperature_nll(logits:Tensor, labels:Tensor, tau:float)->float:
+    "Mean negative log-likelihood of `labels` under softmax(`logits`/τ), in float64."
+    return F.cross_entropy(logits.double() / tau, labels).item()
+
+def calibrate_temperature(logits:Tensor, # [N, C] scores on held-out images (e.g. the teacher's NCM scores)
+                          labels:Tensor, # [N] their labels
+                          lo:float=1e-3, hi:float=1e3, # the search interval of τ
+                          iters:int=80)->float: # golden-section steps (each narrows log τ by 0.618)
+    "Temperature scaling: the τ in [lo, hi] minimising the held-out NLL of softmax(logits/τ)."
+    if logits.ndim != 2 or labels.shape != logits.shape[:1] or len(labels) == 0:
+        raise ValueError(f"logits must be [N, C] and labels [N] with N ≥ 1, got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    z, y, r = logits.detach().double(), labels.to(logits.device), (math.sqrt(5) - 1) / 2
+    f = lambda t: temperature_nll(z, y, math.exp(t))
+    a, b = math.log(lo), math.log(hi)
+    c, d = b - r*(b - a), a + r*(b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(iters):
+        if fc < fd: b, d, fd = d, c, fc; c = b - r*(b - a); fc = f(c)
+        else: a, c, fc = c, d, fd; d = a + r*(b - a); fd = f(d)
+    return math.exp((a + b) / 2)
 
 # %% ../nbs/04_losses.ipynb #862dd647
 def rkd_loss(student_emb:Tensor, # [B, d] student embeddings

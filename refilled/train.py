@@ -137,13 +137,16 @@ class FitResult:
         return {k: getattr(self, k) for k in ('best_epoch', 'best_val', 'test_acc_best_val', 'test_acc_last', 'wall_s', 'select')}
 
 # %% ../nbs/06_train.ipynb #f16ed083
-def _check_fit_args(distiller, task, *, epochs, batch_size, lr, momentum, weight_decay, select, augment, resume, run_dir, verbose):
+def _check_fit_args(distiller, task, *, epochs, batch_size, lr, momentum, weight_decay, select, augment, resume, run_dir, verbose,
+                    test_every=0, test_last=0):
     "Raise on anything `fit` cannot train with, naming the argument and what it accepts."
     if not isinstance(distiller, Distiller): raise TypeError(f"distiller must be a refilled Distiller, got {type(distiller).__name__}")
     for k, v in dict(epochs=epochs, batch_size=batch_size).items():
         if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{k} must be a positive integer, got {v!r}")
     for k, v in dict(lr=lr, weight_decay=weight_decay, momentum=momentum).items():
         if not isinstance(v, (int, float)) or v < 0 or (k == 'lr' and v == 0): raise ValueError(f"{k} must be {'positive' if k=='lr' else 'non-negative'}, got {v!r}")
+    for k, v in dict(test_every=test_every, test_last=test_last).items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise ValueError(f"{k} must be a non-negative integer, got {v!r}")
     if select not in ('val_acc', 'val_ncm', 'last'): raise ValueError(f"select must be 'val_acc', 'val_ncm' or 'last', got {select!r}")
     if augment != 'auto' and augment not in _AUGMENTS: raise ValueError(f"augment must be 'auto' or one of {_AUGMENTS}, got {augment!r}")
     if resume and run_dir is None: raise ValueError("resume=True needs a run_dir")
@@ -209,7 +212,8 @@ def _train_epoch(step, opt, sched, loader, epoch, epochs, *, amp, device, world,
             for k, v in losses.items(): sums[k] = sums.get(k, 0.) + v.detach().float()*len(yb)
             n += len(yb); correct += (logits.argmax(1) == yb).sum()
         if bar and (i % 10 == 0 or i == len(loader)-1):
-            bar.set_postfix(loss=f'{(sum(sums.values())/n).item():.3f}', img_s=f'{n.item()/(time.time()-t0):.0f}'); bar.update(i + 1 - bar.n)
+            bar.set_postfix({**{k: f'{(v/n).item():.3f}' for k, v in sums.items()}, 'img_s': f'{n.item()/(time.time()-t0):.0f}'})
+            bar.update(i + 1 - bar.n)
     if bar: bar.close()
     if world > 1:
         for t in [n, correct, *sums.values()]: dist.all_reduce(t)
@@ -292,11 +296,23 @@ def _restore_best(distiller, best, kept, run_dir, epochs, device, world, rank):
             if buf is not t: t.copy_(buf)
 
 # %% ../nbs/06_train.ipynb #1a36ca0c
+def _terms(rec)->str:
+    "' (ce=… lkd=…)' when the loss has several terms, else ''."
+    t = [(k[6:], v) for k, v in rec.items() if k.startswith('train_') and k not in ('train_loss', 'train_acc')]
+    return ' (' + ' '.join(f'{k}={v:.4f}' for k, v in t) + ')' if len(t) > 1 else ''
+
+def _diagnostics(rec)->str:
+    "The teacher-target diagnostics of the epoch, if the distiller logged any."
+    out = [f"{p}H/Hmax={rec[f'{k}_entropy_rel']:.3f} {p}peak={rec[f'{k}_peak_ratio']:.2f}x" for k, p in (('cm', 'tuple '), ('tgt', 'target '))
+           if f'{k}_entropy_rel' in rec]
+    out += [f"{k}={rec[k]:.3f}" for k in ('lam_seen', 'lam_unseen', 'lam') if k in rec]
+    return ' [' + ' '.join(out) + ']' if out else ''
+
 def _epoch_line(rec, epochs)->str:
     "An epoch's log line."
     vals = ' '.join(f'{k}={rec[k]:.2f}' for k in ('val_acc', 'val_ncm', 'test_acc', 'test_ncm') if k in rec)
-    return (f"epoch {rec['epoch']:>3}/{epochs} loss={rec['train_loss']:.4f} train_acc={rec['train_acc']:.2f} {vals} "
-            f"({rec['img_s']:.0f} img/s)")
+    return (f"epoch {rec['epoch']:>3}/{epochs} loss={rec['train_loss']:.4f}{_terms(rec)} train_acc={rec['train_acc']:.2f} {vals} "
+            f"({rec['img_s']:.0f} img/s){_diagnostics(rec)}")
 
 # %% ../nbs/06_train.ipynb #b6a581fe
 def fit(distiller:Distiller, # the method to train (owns the student and the frozen teacher)
@@ -308,6 +324,7 @@ def fit(distiller:Distiller, # the method to train (owns the student and the fro
         mean=None, std=None, # normalisation (default: the task's)
         select:str='val_acc', # model selection: 'val_acc', 'val_ncm' (embedding NCM accuracy) or 'last'
         test_every:int=0, # also measure test accuracy every n epochs (0: only at best-validation epochs and the end)
+        test_last:int=0, # also measure it at each of the last n epochs (for a readout averaged over them)
         ncm_every:int=0, # also log the embedding's NCM val accuracy every n epochs (0: only when selecting on it)
         seed:int=0, # seeds batch order and augmentation (epoch e uses (seed, e))
         deterministic:bool=False, # deterministic kernels (for bit-exact resume checks)
@@ -319,7 +336,7 @@ def fit(distiller:Distiller, # the method to train (owns the student and the fro
        )->FitResult:
     "Train `distiller` on `task` for `epochs` epochs with SGD; select on validation (the model keeps the selected weights); checkpoint every epoch."
     _check_fit_args(distiller, task, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                    select=select, augment=augment, resume=resume, run_dir=run_dir, verbose=verbose)
+                    select=select, augment=augment, resume=resume, run_dir=run_dir, verbose=verbose, test_every=test_every, test_last=test_last)
     mean, std = _task_norm(task, mean, std)
     augment = _resolve_augment(augment, task)
     seed_everything(seed, deterministic=deterministic)
@@ -334,14 +351,14 @@ def fit(distiller:Distiller, # the method to train (owns the student and the fro
         with lock:
             return _fit(distiller, task, params, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov,
                         weight_decay=weight_decay, schedule=schedule, milestones=milestones, gamma=gamma, eta_min=eta_min, augment=augment,
-                        mean=mean, std=std, select=select, test_every=test_every, ncm_every=ncm_every, seed=seed, device=device, amp=amp,
+                        mean=mean, std=std, select=select, test_every=test_every, test_last=test_last, ncm_every=ncm_every, seed=seed, device=device, amp=amp,
                         channels_last=channels_last, compile=compile, run_dir=run_dir, resume=resume, config=config, verbose=verbose)
     finally:
         for p in frozen: p.requires_grad_(True)
 
 # %% ../nbs/06_train.ipynb #c45d803a
 def _fit(distiller, task, params, *, epochs, batch_size, lr, momentum, nesterov, weight_decay, schedule, milestones, gamma,
-         eta_min, augment, mean, std, select, test_every, ncm_every, seed, device, amp, channels_last, compile, run_dir, resume,
+         eta_min, augment, mean, std, select, test_every, test_last, ncm_every, seed, device, amp, channels_last, compile, run_dir, resume,
          config, verbose):
     rank, world, _ = dist_info()
     opt, sched = _optimizer(params, epochs, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
@@ -362,11 +379,12 @@ def _fit(distiller, task, params, *, epochs, batch_size, lr, momentum, nesterov,
     for epoch in range(start, epochs):
         distiller.train()
         rec, t0 = _train_epoch(step, opt, sched, loader, epoch, epochs, amp=amp, device=device, world=world, bar=verbose == 'bar' and rank == 0)
+        rec.update(distiller.epoch_stats())
         if rank == 0:
             rec.update(_val_metrics(distiller.student, task, select, ncm_every, epoch, ev))
             metric = _selection_metric(rec, select, epoch)
             improved = metric > best['val']
-            if improved or epoch + 1 == epochs or (test_every and (epoch+1) % test_every == 0):
+            if improved or epoch + 1 == epochs or (test_every and (epoch+1) % test_every == 0) or epoch + test_last >= epochs:
                 rec.update(_test_metrics(distiller.student, task, select, ev))
             if improved: best, kept = _keep_best(distiller, epoch, metric, rec, select, cfg, run_dir)
             rec['secs'] = time.time() - t0

@@ -1,7 +1,8 @@
-"Result tables: `summarize` (mean ± std over seeds, numeric order), `paired_gains` and `budget_gains` (the protocol's budget check)."
+"""Result tables: `summarize` (mean ± std over seeds, numeric order), `paired_gains` and `budget_gains` (the protocol's budget check),
+`t_interval`, `paired_interval` and `decide` (issue 22's decision rule), `comparison_report`."""
 import math
 import pytest
-from refilled.eval import summarize, budget_gains, paired_gains
+from refilled.eval import summarize, budget_gains, paired_gains, t_interval, paired_interval, decide, comparison_report
 
 
 def row(method, E, seed, val, test=None, overlap=60, student='wrn_16_1', train_per_class=100):
@@ -58,3 +59,40 @@ def test_paired_gains_is_method_minus_baseline_per_seed_and_setting():
         paired_gains(rows, 'refilled', 'refilled')
     with pytest.raises(ValueError, match='two refilled rows with E=100, overlap=60, seed=0'):
         paired_gains(rows + rows[:1], 'refilled', 'student_long')
+
+
+def test_t_interval_matches_a_printed_t_table_and_is_nan_below_two_values():
+    ci = t_interval([2.0, 4.0, 6.0])                                              # mean 4, sd 2, t_{0.975, 2} = 4.303
+    assert (ci['n'], ci['mean'], ci['sd']) == (3, 4.0, 2.0)
+    assert ci['lo'] == pytest.approx(4 - 4.303*2/math.sqrt(3), abs=1e-3) and ci['hi'] == pytest.approx(4 + 4.303*2/math.sqrt(3), abs=1e-3)
+    ci = t_interval(range(8))                                                     # t_{0.975, 7} = 2.365
+    assert ci['hi'] - ci['mean'] == pytest.approx(2.365*ci['sd']/math.sqrt(8), abs=1e-3)
+    one = t_interval([3.0])
+    assert one['n'] == 1 and one['mean'] == 3.0 and all(math.isnan(one[k]) for k in ('sd', 'lo', 'hi'))
+
+
+def test_paired_interval_pairs_by_seed_within_each_group():
+    rows = [row('refilled', 100, s, None, t) for s, t in ((0, 47.0), (1, 46.0), (2, 48.0))] + \
+           [row('student_long', 100, s, None, t) for s, t in ((0, 45.0), (1, 45.0), (3, 44.0))] + \
+           [row('refilled', 150, 0, None, 50.0), row('student_long', 150, 0, None, 49.0)]
+    iv = paired_interval(rows, 'refilled', 'student_long', 'test_acc_best_val')
+    assert [(x['E'], x['seeds'], x['gains'], x['n']) for x in iv] == [(100, [0, 1], [2.0, 1.0], 2), (150, [0], [1.0], 1)]
+    assert iv[0]['mean'] == pytest.approx(1.5) and iv[0]['lo'] == pytest.approx(1.5 - 12.706*math.sqrt(0.5)/math.sqrt(2), abs=1e-3)
+    assert paired_interval(rows, 'refilled', 'student', 'test_acc_best_val') == []
+
+
+@pytest.mark.parametrize('n, mean, lo, hi, expected', [
+    (3, 2.0, 0.5, 3.5, 'adds value'), (3, 1.0, 0.1, 1.9, 'adds value'), (3, 2.0, -0.5, 4.5, 'no evidence of value'),
+    (8, 0.6, 0.2, 1.0, 'no evidence of value'), (3, -2.0, -3.5, -0.5, 'worse'), (3, -0.5, -3.0, 2.0, 'no evidence of value'),
+    (1, 5.0, math.nan, math.nan, 'undecided (n < 2)'), (0, math.nan, math.nan, math.nan, 'undecided (n < 2)')])
+def test_decide(n, mean, lo, hi, expected):
+    assert decide(dict(n=n, mean=mean, lo=lo, hi=hi)) == expected
+
+
+def test_comparison_report_says_what_is_pending_and_decides_on_the_first_readout():
+    assert comparison_report([], ['a', 'b'], range(3), [('a', 'b')]) == 'no rows yet'
+    rows = [dict(method=m, overlap=60, E=100, seed=s, test_acc_last10=a, val_acc_lastq=None)
+            for m, s, a in (('b', 0, 45.0), ('b', 1, 46.0), ('b', 2, 44.0), ('a', 0, 47.0), ('a', 1, 47.5), ('a', 2, 46.5))]
+    rep = comparison_report(rows + [dict(method='c', seed=0)], ['a', 'b', 'c'], range(2), [('a', 'b')], values=('test_acc_last10', 'val_acc_lastq'))
+    assert rep.startswith('pending: 1 of 6 rows (c seed 1)')
+    assert rep.count('adds value') == 1 and rep.count('decision') == 1 and 'no pairs yet' in rep   # val_acc_lastq: no values
