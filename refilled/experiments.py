@@ -578,7 +578,7 @@ def result_row(p:dict, task, T:dict, student, stages:list, results:list, init_ha
                 teacher_hash=T['hash'], run_id=run_id(p), E=p['epochs'], data=p['data'] or p['dataset'],
                 teacher_ckpt=None if p['data'] is None else T['checkpoint'],
                 **({} if emb_only else {k: _r2(v) for k, v in readouts(last.history).items()}),
-                tau_value=next((c['tau'] for c in (calibs or []) if c), None) or used_hparams(stages)['tau_teacher'],
+                tau_value=next((float(f"{c['tau']:.4g}") for c in (calibs or []) if c), None) or used_hparams(stages)['tau_teacher'],
                 **{k: None if v is None else round(v, 4) for k, v in diagnostics(results).items()})
 
 # %% ../nbs/08_experiments.ipynb #90478521

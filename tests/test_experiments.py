@@ -12,7 +12,8 @@ BAD = [('method', 'refiled'), ('overlap', 50), ('overlap', '60'), ('student', 'w
        ('epochs', 0), ('epochs', 2.5), ('batch_size', -8), ('lr', 0), ('tau_teacher', 0.0), ('tau_student', -1.0),
        ('cm_scale', 0), ('tuple_mode', 'hard'), ('weights', 'adaptive'), ('ncm_form', 'euclid'), ('margin', -0.2),
        ('max_impostors', 0), ('seed', -3), ('seed', 2**32), ('train_per_class', 0), ('val_frac', 1.5), ('schedule', 'linear'),
-       ('device', 'tpu'), ('amp', 'yes'), ('deterministic', 'no'), ('long_factor', 0), ('dataset', 'imagenet'), ('order', 'sorted')]
+       ('device', 'tpu'), ('amp', 'yes'), ('deterministic', 'no'), ('long_factor', 0), ('dataset', 'imagenet'), ('order', 'sorted'),
+       ('tau_teacher', 'hot'), ('tau_teacher', '-2'), ('smooth_weight', -0.1)]
 
 
 @pytest.mark.parametrize('name,value', BAD, ids=[f'{k}={v!r}' for k, v in BAD])
@@ -44,6 +45,19 @@ def test_recipes_follow_the_paper():
     assert st['student'][0].epochs == 100 and st['student_long'][0].epochs == 150 and st['refilled_onestage'][0].epochs == 150
     assert [s.distiller for s in st['rkd']] == ['rkd', 'vanilla'] and [s.distiller for s in st['aml']] == ['aml', 'vanilla']
     assert st['refilled'][0].kwargs == st['refilled_emb'][0].kwargs == st['refilled_minus'][0].kwargs   # the shared stage 1
+
+
+def test_the_controls_that_isolate_each_stage():
+    p = validate_params('distill', {'epochs': 100, 'tau_teacher': 'calibrated', 'ncm_form': 'dot'})
+    assert validate_params('distill', {'tau_teacher': '1.5'})['tau_teacher'] == 1.5            # a number from the CLI
+    assert [(s.distiller, s.epochs, s.select, s.init) for s in METHODS['student_restart'](p)] == \
+           [('vanilla', 50, 'val_ncm', 'init'), ('vanilla', 100, 'val_acc', 'previous')]        # REFILLED's schedule, no teacher
+    (lkd,) = METHODS['refilled_lkd_long'](p)
+    assert (lkd.distiller, lkd.epochs, lkd.init, lkd.kwargs['tau_teacher'], lkd.kwargs['ncm_form']) == ('refilled_stage2', 150, 'init', 'calibrated', 'dot')
+    assert lkd.kwargs == METHODS['refilled_lkd'](p)[0].kwargs                                   # stage 2 itself, on student_long's schedule
+    (sm,) = METHODS['student_smooth'](p)
+    assert (sm.distiller, sm.epochs, sm.kwargs) == ('batch_smooth', 150, {'weight': 0.096})
+    assert run_id(p) == run_id(dict(p, smooth_weight=0.5)) and run_id(dict(p, method='student_smooth')) != run_id(dict(p, method='student_smooth', smooth_weight=0.5))
 
 
 def test_run_id_depends_only_on_what_the_method_uses():
@@ -123,6 +137,11 @@ def test_distill_end_to_end_on_real_cifar(tmp_path):
     assert 0 <= a['test_acc_best_val'] <= 100 and a['device'].startswith('cpu')
     rows = read_results(tmp_path/'r.csv')
     assert [r['method'] for r in rows] == ['refilled', 'student'] and rows[0]['run_id'] == a['run_id']
+    # the readouts and the teacher-target diagnostics (overlap 0: the teacher saw none of the student's classes)
+    assert a['val_acc_lastq'] is not None and a['test_acc_last10'] is not None and a['tau_value'] == 2.0
+    assert 0 < a['cm_entropy_rel'] <= 1 and 0 < a['tgt_entropy_rel'] <= 1 and a['tgt_peak_ratio'] >= 1
+    assert a['lam_seen'] is None and 0 < a['lam_unseen'] <= 2 * a['lam']
+    assert b['cm_entropy_rel'] is None and b['tgt_entropy_rel'] is None and b['test_acc_last10'] is not None
     again = distill(method='refilled', **dict(kw, results_csv=None))       # every stage is found finished: same numbers
     assert {k: again[k] for k in ('test_acc_best_val', 'ncm_acc', 'best_val_epoch')} == {k: a[k] for k in ('test_acc_best_val', 'ncm_acc', 'best_val_epoch')}
 
