@@ -133,13 +133,18 @@ def clean_run_record(path:str|Path):
 
 
 # %% ../nbs/09_cli.ipynb #e7699037
+_KERNEL_START_FAILURES = ('Kernel died before replying to kernel_info', 'Address already in use')
+
 def _execute_run(notebook:str, out:str, params:dict, kernel:str, cwd:str)->float:
     "Execute one run's notebook into `out` and clean the record; returns the seconds it took (raises if the run fails)."
     import logging, papermill as pm
     logging.getLogger('papermill').setLevel(logging.ERROR)   # it warns about every parameter not in the template's cell; validate_params checks them all
     t0 = time.time()
-    # every parameter is injected, None included, so the template's smoke-scale defaults never fill a gap
-    pm.execute_notebook(notebook, out, parameters=params, kernel_name=kernel, cwd=cwd, progress_bar=False)
+    for attempt in range(3):
+        # every parameter is injected, None included, so the template's smoke-scale defaults never fill a gap
+        try: pm.execute_notebook(notebook, out, parameters=params, kernel_name=kernel, cwd=cwd, progress_bar=False); break
+        except RuntimeError as e:   # a kernel that never started (kernels started at once can race for a port): no cell ran, start another
+            if attempt == 2 or not any(m in str(e) for m in _KERNEL_START_FAILURES): raise
     clean_run_record(out)
     return time.time() - t0
 

@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'OFFICIAL', 'TEACHER_KEYS', 'NORMS', 'CIFAR_OVERLAPS', 'CHECKS', 'DATA_KEYS', 'FOREIGN_TEACHER_KEYS',
-           'RESULT_COLUMNS', 'COMMON_KEYS', 'EXTRA_KEYS', 'HPARAM_COLUMNS', 'RECORD_MARK', 'Stage', 'method',
-           'ParameterError', 'parse_norm', 'parse_key_map', 'parse_kwargs', 'parse_classes', 'validate_params',
-           'git_commit', 'device_name', 'train_teacher', 'append_result', 'read_results', 'used_hparams', 'run_id',
-           'student_task', 'run_teacher', 'train_stages', 'readouts', 'diagnostics', 'result_row', 'distill',
-           'load_run', 'record_line', 'check_record']
+           'RESULT_COLUMNS', 'COMMON_KEYS', 'SCHEDULE_KEYS', 'EXTRA_KEYS', 'HPARAM_COLUMNS', 'RECORD_MARK', 'Stage',
+           'method', 'ParameterError', 'parse_norm', 'parse_key_map', 'parse_milestones', 'parse_kwargs',
+           'parse_classes', 'validate_params', 'git_commit', 'device_name', 'train_teacher', 'append_result',
+           'read_results', 'used_hparams', 'run_id', 'student_task', 'run_teacher', 'train_stages', 'readouts',
+           'diagnostics', 'result_row', 'distill', 'load_run', 'record_line', 'check_record']
 
 # %% ../nbs/08_experiments.ipynb #ad41e53d
 import csv, dataclasses, hashlib, inspect, io, json, math, os, platform, subprocess, time
@@ -24,7 +24,7 @@ from .tasks import SOURCES, Task, gkd_task, make_student_task
 from .backbones import create_model, list_models
 from .teachers import PUBLIC_TEACHERS, Teacher, load_teacher, teacher_accuracy
 from .distillers import create_distiller, teacher_centers, ncm_temperature, state_dict_hash, tensor_hash, DISTILLERS
-from .train import fit, load_checkpoint, predict, accuracy, ncm_accuracy
+from .train import fit, load_checkpoint, predict, accuracy, ncm_accuracy, step_milestones
 
 # %% ../nbs/08_experiments.ipynb #ee1eedcb
 @dataclass
@@ -64,8 +64,8 @@ def _long(p): return max(1, round(p['long_factor']*p['epochs']))
 def _(p): return [Stage('vanilla', {}, p['epochs'])]
 @method('student_long')
 def _(p): return [Stage('vanilla', {}, _long(p))]
-@method('kd')
-def _(p): return [Stage('kd', dict(lam=p['kd_lam'], tau=p['kd_tau']), p['epochs'])]
+@method('kd')   # kd_ce enters the stage only when set, so the rows run before it existed keep their identity
+def _(p): return [Stage('kd', dict(lam=p['kd_lam'], tau=p['kd_tau'], **({'ce': p['kd_ce']} if p['kd_ce'] != 1.0 else {})), p['epochs'])]
 @method('refilled')
 def _(p): return [_stage1(p), _stage2(p)]
 @method('refilled_official')
@@ -99,6 +99,18 @@ def _(p): return [Stage('vanilla', {}, p['stage1_epochs'] or p['epochs']//2, sel
 def _(p): return [dataclasses.replace(_stage2(p, init='init'), epochs=_long(p))]
 @method('student_smooth')
 def _(p): return [Stage('batch_smooth', {'weight': p['smooth_weight']}, _long(p))]
+
+# %% ../nbs/08_experiments.ipynb #21315bc1
+@method('dkd')
+def _(p): return [Stage('dkd', dict(alpha=p['dkd_alpha'], beta=p['dkd_beta'], tau=p['dkd_tau'], warmup=p['dkd_warmup']), p['epochs'])]
+@method('fitnet')
+def _(p): return [Stage('fitnet', dict(beta=p['fitnet_weight'], stage=1, kernel_size=3, relu=True), p['epochs'])]
+@method('at')   # RepDistiller's weight multiplies Σ mean(...)²; the AT distiller's β multiplies half of it
+def _(p): return [Stage('at', dict(beta=2*p['at_weight'], n_stages=3), p['epochs'])]
+@method('nst')
+def _(p): return [Stage('nst', dict(beta=p['nst_weight'], n_stages=3), p['epochs'])]
+@method('rkd_joint')
+def _(p): return [Stage('rkd', dict(weight=p['relation_weight'], ce=1.0), p['epochs'])]
 
 # %% ../nbs/08_experiments.ipynb #45e8baaf
 def _stage_params(p, keys): return {k: p[k] for k in keys}
@@ -145,6 +157,15 @@ def parse_key_map(v:str|dict|None)->dict|None:
     except ValueError: raise ParameterError(f"parameter 'teacher_key_map' must look like 'FC.=classifier.,module.='; got {v!r}") from None
 
 # %% ../nbs/08_experiments.ipynb #b354f829
+def parse_milestones(v:str|list|tuple)->tuple:
+    "`lr_milestones`: fractions of a stage's epochs in (0, 1), increasing, as text '0.5,0.75' or a list."
+    parts = [s.strip() for s in v.split(',')] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) else None
+    try: ms = tuple(float(m) for m in parts) if parts else None
+    except (TypeError, ValueError): ms = None
+    if not ms or any(not 0 < m < 1 for m in ms) or list(ms) != sorted(set(ms)):
+        raise ParameterError(f"parameter 'lr_milestones' must be increasing fractions of the epochs in (0, 1), e.g. '0.625,0.75,0.875'; got {v!r}")
+    return ms
+
 def parse_kwargs(v:str|dict|None)->dict:
     "`teacher_kwargs`: None, a dict, or a JSON object of the teacher constructor's options."
     if v is None: return {}
@@ -208,7 +229,11 @@ CHECKS = dict(
     lam=_nonneg, tau_teacher=lambda v: None if v == 'calibrated' or not _pos(v) else "must be a positive number or 'calibrated'", tau_student=_pos, cm_tau_teacher=_pos, cm_tau_student=_pos, cm_scale=_pos,
     tuple_mode=_choice('masked', 'official'), margin=lambda v: None if v is None or (_num(v) and v > 0) else 'must be a positive number or None',
     max_impostors=_opt_pos_int, weights=_choice('pl', 'gap', 'official', 'none'), ncm_form=_choice('cosine', 'dot', 'paper'),
-    gamma=_nonneg, smooth_weight=_nonneg, kd_lam=_nonneg, kd_tau=_pos, relation_weight=_pos,
+    gamma=_nonneg, smooth_weight=_nonneg, kd_lam=_nonneg, kd_tau=_pos, kd_ce=_nonneg, relation_weight=_pos,
+    dkd_alpha=_nonneg, dkd_beta=_nonneg, dkd_tau=_pos, dkd_warmup=lambda v: None if _is_int(v) and v >= 0 else 'must be a non-negative integer',
+    fitnet_weight=_nonneg, at_weight=_nonneg, nst_weight=_nonneg,
+    lr_milestones=_parses(lambda v: parse_milestones(v)), lr_decay=lambda v: None if _num(v) and 0 < v <= 1 else 'must be a number in (0, 1]',
+    nesterov=_bool,
     teacher_ckpt=_opt_path, work_dir=_opt_path, results_csv=_opt_path,
     device=lambda v: None if v in ('auto', 'cpu') or str(v).startswith('cuda') else "must be 'auto', 'cpu' or 'cuda[:i]'",
     amp=lambda v: None if v in ('auto', True, False) else "must be 'auto', True or False",
@@ -239,6 +264,7 @@ def validate_params(kind:str, # 'distill' or 'train_teacher'
         except ValueError: pass
     for k, v in p.items():
         err = CHECKS[k](v) if k in CHECKS else None
+        if k == 'lr_milestones' and not err: p[k] = ','.join(f'{m:g}' for m in parse_milestones(v))   # one spelling: one identity
         if err: raise ParameterError(f"parameter {k!r} {err}; got {v!r}")
     if kind == 'distill': _cross_checks(p, defaults)
     elif p['teacher'] not in list_models():
@@ -249,6 +275,10 @@ def validate_params(kind:str, # 'distill' or 'train_teacher'
 DATA_KEYS = ('classes', 'size', 'resize', 'test_frac')   # parameters of `data`: meaningless for the GKD preset
 FOREIGN_TEACHER_KEYS = ('teacher_layer', 'teacher_key_map', 'teacher_norm', 'teacher_size', 'teacher_kwargs')
 
+def _matches_logits(p)->bool:
+    "Does a stage of the run's method compare the teacher's logits class by class (kd, dkd)?"
+    return any(DISTILLERS[st.distiller].matches_logits for st in METHODS[p['method']](p))
+
 def _cross_checks(p, defaults):
     if p['data'] is None:
         for k in DATA_KEYS:
@@ -256,13 +286,13 @@ def _cross_checks(p, defaults):
         if p['teacher'] not in list_models():
             raise ParameterError(f"parameter 'teacher': the GKD preset trains a registry teacher on its split's classes; {p['teacher']!r} "
                                  f"needs `data` (the student's images)")
-        if p['method'] == 'kd' and p['overlap'] != 100:
-            raise ParameterError(f"parameter 'overlap': method 'kd' matches logits class by class and needs overlap=100, got {p['overlap']}")
+        if _matches_logits(p) and p['overlap'] != 100:
+            raise ParameterError(f"parameter 'overlap': method {p['method']!r} matches logits class by class and needs overlap=100, got {p['overlap']}")
     else:
         if p['teacher'] not in PUBLIC_TEACHERS and p['teacher_ckpt'] is None:
             raise ParameterError(f"parameter 'teacher_ckpt': with data={p['data']!r} no teacher is trained here, so {p['teacher']!r} needs its checkpoint")
-        if p['method'] == 'kd' and getattr(PUBLIC_TEACHERS.get(p['teacher']), 'source', None) != p['data']:
-            raise ParameterError(f"parameter 'method': 'kd' needs a teacher trained on the student's classes of the same source "
+        if _matches_logits(p) and getattr(PUBLIC_TEACHERS.get(p['teacher']), 'source', None) != p['data']:
+            raise ParameterError(f"parameter 'method': {p['method']!r} needs a teacher trained on the student's classes of the same source "
                                  f"(a public teacher of {p['data']!r}); got teacher {p['teacher']!r}")
     if p['tuple_mode'] == 'official' and p['max_impostors'] is not None:
         raise ParameterError("parameter 'max_impostors' applies to tuple_mode='masked' only")
@@ -406,7 +436,8 @@ COMMON_KEYS = ('protocol', 'method', 'dataset', 'order', 'overlap', 'student', '
                'schedule', 'train_per_class', 'val_per_class', 'val_frac', 'deterministic', 'teacher', 'teacher_epochs',
                'teacher_batch_size', 'teacher_lr', 'teacher_schedule', 'teacher_seed', 'teacher_train_per_class', 'teacher_val_frac',
                'teacher_ckpt')
-EXTRA_KEYS = ('data',) + DATA_KEYS + FOREIGN_TEACHER_KEYS   # in the identity only when not at their defaults
+SCHEDULE_KEYS = ('lr_milestones', 'lr_decay', 'nesterov')   # the 'step' schedule's shape and the SGD variant
+EXTRA_KEYS = ('data',) + DATA_KEYS + FOREIGN_TEACHER_KEYS + SCHEDULE_KEYS   # in the identity only when not at their defaults
 
 HPARAM_COLUMNS = ('cm_scale', 'tuple_mode', 'max_impostors', 'cm_tau_teacher', 'cm_tau_student', 'lam', 'weights', 'ncm_form', 'tau_teacher')
 
@@ -424,6 +455,7 @@ def used_hparams(stages:list)->dict:
         if st.distiller in ('refilled_stage2', 'refilled_onestage'):
             out.update(lam=kw['lam'], weights=kw['weights'], ncm_form=kw['ncm_form'], tau_teacher=kw['tau_teacher'])
         if st.distiller == 'kd': out.update(lam=kw['lam'], tau_teacher=kw['tau'])
+        if st.distiller == 'dkd': out.update(tau_teacher=kw['tau'])
     return out
 
 def run_id(p:dict)->str:
@@ -482,8 +514,8 @@ def run_teacher(p:dict, # validated `distill` parameters
         if known:   # the teacher's top-1 over its own label space, on the student's test images
             lab = torch.tensor([idx[int(c)] for c in task.classes])[task.test_y]
             out['test_acc'] = teacher_accuracy(out['teacher'].to(device), task.test_x, lab)
-    if p['method'] == 'kd' and sorted(out['classes'] or []) != sorted(int(c) for c in task.classes):
-        raise ParameterError(f"parameter 'method': 'kd' matches logits class by class, so the teacher's classes must be the student's; "
+    if _matches_logits(p) and sorted(out['classes'] or []) != sorted(int(c) for c in task.classes):
+        raise ParameterError(f"parameter 'method': {p['method']!r} matches logits class by class, so the teacher's classes must be the student's; "
                              f"the teacher has {len(out['classes'] or [])}, the student {task.num_classes} (use a REFILLED method)")
     out['teacher'].to(device).eval()
     return out
@@ -502,12 +534,18 @@ def _distiller_for(st, p, student, T, task, work, device)->tuple:
             kw['tau_teacher'] = calib['tau']
             if p['verbose']: print(f"tau_teacher='calibrated': {calib['tau']:.4g} on {calib['n']} validation images "
                                    f"(NLL {calib['nll']:.3f}; at tau 1: {calib['nll_tau1']:.3f}, at 2: {calib['nll_tau2']:.3f})", flush=True)
-    if st.distiller == 'kd': kw.update(teacher_classes=T['classes'], student_classes=[int(c) for c in task.classes])
+    if DISTILLERS[st.distiller].matches_logits: kw.update(teacher_classes=T['classes'], student_classes=[int(c) for c in task.classes])
     return create_distiller(st.distiller, student, None if st.distiller in ('vanilla', 'batch_smooth') else T['teacher'], **kw), calib
+
+def _schedule_shape(p)->dict:
+    "`fit`'s milestones/gamma/nesterov where the run sets them (absent at the defaults: older stage keys stay valid)."
+    d = _signature_defaults(getattr(distill, '__wrapped__', distill))
+    out = dict(milestones=parse_milestones(p['lr_milestones']), gamma=p['lr_decay'], nesterov=p['nesterov'])
+    return {k: v for (k, v), n in zip(out.items(), SCHEDULE_KEYS) if p[n] != d[n]}
 
 def _last_phase(epochs:int, schedule:str, milestones=(0.25, 0.5, 0.75))->int:
     "Epochs of the last learning-rate phase (at least 10, at most `epochs`): where the readout `test_acc_last10` is measured."
-    last = epochs - max(max(1, round(m*epochs)) for m in milestones) if schedule == 'step' else 0
+    last = epochs - step_milestones(epochs, milestones)[-1] if schedule == 'step' else 0
     return min(epochs, max(10, last))
 
 def train_stages(p:dict, task, T:dict, work:Path, device:torch.device)->tuple:
@@ -526,12 +564,13 @@ def train_stages(p:dict, task, T:dict, work:Path, device:torch.device)->tuple:
         d, calib = _distiller_for(st, p, student, T, task, work, device); calibs.append(calib)
         opt_kw = dict(batch_size=p['batch_size'], lr=p['lr'], momentum=p['momentum'], weight_decay=p['weight_decay'],
                       schedule=st.schedule or p['schedule'])
+        opt_kw.update(_schedule_shape(p))
         skey = _key(dict(teacher=T['hash'], split=split_key, student=p['student'], init=init_hash, distiller=st.distiller,
                          kwargs=dict(st.kwargs), epochs=st.epochs, select=st.select, opt=opt_kw, prev=prev_key if st.init == 'previous' else None))
         results.append(fit(d, task, epochs=st.epochs, select=st.select, seed=p['seed'], device=device, amp=amp,
                            deterministic=p['deterministic'], run_dir=work/'stages'/f"{st.distiller}-{skey}", resume=True,
                            verbose=p['verbose'], test_every=p['test_every'], config={'stage_key': skey}, **opt_kw,
-                           test_last=_last_phase(st.epochs, opt_kw['schedule']) if st.select == 'val_acc' else 0))
+                           test_last=_last_phase(st.epochs, opt_kw['schedule'], opt_kw.get('milestones', (0.25, 0.5, 0.75))) if st.select == 'val_acc' else 0))
         prev_key = skey
     student.load_state_dict(load_checkpoint(Path(results[-1].run_dir)/'best.pt')['student'])
     return student, stages, results, init_hash, calibs
@@ -600,7 +639,10 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
             lr:float=0.1, # initial learning rate of each student stage
             momentum:float=0.9, # SGD momentum (Nesterov)
             weight_decay:float=5e-4, # SGD weight decay
-            schedule:str='step', # LR schedule of each stage: step (x0.2 at 1/4, 1/2, 3/4), cosine, constant
+            schedule:str='step', # LR schedule of each stage: step (x lr_decay at lr_milestones), cosine, constant
+            lr_milestones:str='0.25,0.5,0.75', # 'step': fractions of a stage's epochs where the LR decays (RepDistiller: 0.625,0.75,0.875)
+            lr_decay:float=0.2, # 'step': LR factor at each milestone (RepDistiller: 0.1)
+            nesterov:bool=True, # Nesterov momentum (RepDistiller, mdistiller: plain momentum)
             train_per_class:int=None, # student training images per class (None: all but the hold-out)
             val_per_class:int=None, # student validation images per class (None: val_frac of each class)
             val_frac:float=0.1, # fraction of each class held out for validation when val_per_class is None
@@ -619,7 +661,15 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
             smooth_weight:float=0.096, # weight of the uniform target over the batch's classes (method student_smooth; the old recipe's mean λ_i)
             kd_lam:float=1.0, # weight of Hinton KD (method kd)
             kd_tau:float=4.0, # temperature of Hinton KD (method kd)
-            relation_weight:float=1.0, # weight of the RKD / AML embedding loss (methods rkd, aml)
+            kd_ce:float=1.0, # weight of the cross-entropy of method kd (RepDistiller: 0.1 with kd_lam 0.9)
+            dkd_alpha:float=1.0, # DKD: weight of the target-class term (mdistiller: 1)
+            dkd_beta:float=8.0, # DKD: weight of the non-target term (mdistiller: 8; 2 for resnet56 -> resnet20)
+            dkd_tau:float=4.0, # DKD temperature (mdistiller: 4)
+            dkd_warmup:int=20, # DKD: epochs of linear warm-up of its term (mdistiller: 20)
+            fitnet_weight:float=100.0, # FitNet hint-loss weight (RepDistiller: 100)
+            at_weight:float=1000.0, # attention-transfer weight (RepDistiller: 1000)
+            nst_weight:float=50.0, # NST weight (RepDistiller: 50)
+            relation_weight:float=1.0, # weight of the RKD / AML embedding loss (methods rkd, rkd_joint, aml)
             teacher_epochs:int=200, # teacher training epochs (when no teacher_ckpt)
             teacher_batch_size:int=128, # teacher batch size
             teacher_lr:float=0.1, # teacher learning rate

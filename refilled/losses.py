@@ -16,7 +16,7 @@ from .tuples import Tuples, mine_tuples, pairwise_distances, _check_mine_args, _
 __all__ = ['CM_PRESETS', 'NCM_FORMS', 'STAGE2_PRESETS', 'kl_rows', 'tuple_log_probs', 'comparison_matching_loss', 'class_centers',
            'ncm_logits', 'batch_classes', 'restrict_to_batch_classes', 'local_kd_loss', 'kd_loss', 'pl_weights',
            'gap_weights', 'official_weights', 'target_stats', 'temperature_nll', 'calibrate_temperature', 'rkd_loss',
-           'aml_loss', 'HintRegressor', 'fitnet_loss', 'attention_map', 'at_loss', 'nst_loss']
+           'aml_loss', 'HintRegressor', 'fitnet_loss', 'attention_map', 'at_loss', 'nst_loss', 'dkd_loss']
 
 # %% ../nbs/04_losses.ipynb #187482ae
 def kl_rows(log_p:Tensor, # [..., n] log-probabilities of p; -inf = probability 0
@@ -358,12 +358,13 @@ class HintRegressor(nn.Module):
                  out_channels:int, # teacher channels (or embedding size)
                  spatial:bool=True, # feature maps (conv) or vectors (linear)
                  kernel_size:int=1, # conv kernel size (odd; padding keeps H, W)
+                 relu:bool=False, # a ReLU after the BN (RepDistiller's ConvReg: 3×3 conv, BN, ReLU)
                 ):
         super().__init__()
         if spatial:
             if kernel_size % 2 != 1: raise ValueError(f"kernel_size must be odd, got {kernel_size}")
             self.net = nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size//2, bias=False),
-                                     nn.BatchNorm2d(out_channels))
+                                     nn.BatchNorm2d(out_channels), *([nn.ReLU()] if relu else []))
         else: self.net = nn.Linear(in_channels, out_channels)
     def forward(self, x): return self.net(x)
 
@@ -415,3 +416,28 @@ def nst_loss(student_feats:Tensor|Sequence[Tensor], # one [B, C_S, H, W] map or 
         k = lambda a, b: (a @ b.transpose(1, 2) + c).pow(degree).mean((1, 2))
         total = total + (k(ft_, ft_) + k(fs_, fs_) - 2*k(ft_, fs_)).mean()
     return total
+
+# %% ../nbs/04_losses.ipynb #2ecfd516
+def _target_binary(log_p, labels):
+    "[B, 2] log-probabilities of (the target class, any other class)."
+    gt = F.one_hot(labels, log_p.shape[1]).bool()
+    return torch.stack([log_p.gather(1, labels[:, None])[:, 0], log_p.masked_fill(gt, -math.inf).logsumexp(1)], 1)
+
+def dkd_loss(student_logits:Tensor, # [B, C] student logits
+             teacher_logits:Tensor, # [B, C] teacher logits over the same classes (no gradient)
+             labels:Tensor, # [B] the target classes t
+             *,
+             alpha:float=1.0, # weight of TCKD (mdistiller: 1)
+             beta:float=8.0, # weight of NCKD (mdistiller: 8 by default; 2 for resnet56 -> resnet20)
+             tau:float=4.0, # temperature T of both softmaxes (mdistiller: 4)
+            )->Tensor: # scalar: T² · mean_i (α TCKD_i + β NCKD_i)
+    "Decoupled KD: the target-class and non-target-class parts of Hinton's KD, weighted separately."
+    _check_logits_pair(student_logits, teacher_logits); _check_tau(tau, 'tau')
+    _check_labels(labels, student_logits.shape[0], student_logits.shape[1])
+    for name, v in (('alpha', alpha), ('beta', beta)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0: raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+    zs, zt = student_logits / tau, teacher_logits.detach() / tau
+    tckd = kl_rows(_target_binary(zt.log_softmax(1), labels), _target_binary(zs.log_softmax(1), labels))
+    gt = F.one_hot(labels, zs.shape[1]).bool()
+    nckd = kl_rows(zt.masked_fill(gt, -math.inf).log_softmax(1), zs.masked_fill(gt, -math.inf).log_softmax(1))
+    return tau**2 * (alpha*tckd + beta*nckd).mean()

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'predict', 'accuracy', 'ncm_accuracy', 'rng_state', 'set_rng_state', 'load_checkpoint',
-           'make_scheduler', 'dist_info', 'init_distributed', 'train_step', 'FitResult', 'fit']
+           'step_milestones', 'make_scheduler', 'dist_info', 'init_distributed', 'train_step', 'FitResult', 'fit']
 
 # %% ../nbs/06_train.ipynb #12f1ab50
 import json, math, os, random, sys, time
@@ -79,11 +79,13 @@ def load_checkpoint(path:str|Path, map_location='cpu')->dict:
     return ck
 
 # %% ../nbs/06_train.ipynb #d4424b40
+def step_milestones(epochs:int, milestones=(0.25, 0.5, 0.75))->list:
+    "The epochs at which the 'step' schedule decays: fractions of `epochs` (at least 1), or epoch numbers as given."
+    return sorted({max(1, round(m*epochs)) if isinstance(m, float) and m < 1 else int(m) for m in milestones})
+
 def make_scheduler(opt, epochs:int, schedule:str='step', milestones=(0.25, 0.5, 0.75), gamma:float=0.2, eta_min:float=0.0):
     "Per-epoch LR scheduler: 'step' (×`gamma` at fractions `milestones` of `epochs`), 'cosine' (to `eta_min`·lr) or 'constant'."
-    if schedule == 'step':
-        ms = sorted({max(1, round(m*epochs)) if isinstance(m, float) and m < 1 else int(m) for m in milestones})
-        return torch.optim.lr_scheduler.MultiStepLR(opt, ms, gamma)
+    if schedule == 'step': return torch.optim.lr_scheduler.MultiStepLR(opt, step_milestones(epochs, milestones), gamma)
     if schedule == 'cosine':
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs), eta_min=eta_min*opt.param_groups[0]['lr'])
     if schedule == 'constant': return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
@@ -377,7 +379,7 @@ def _fit(distiller, task, params, *, epochs, batch_size, lr, momentum, nesterov,
         atomic_write_text(''.join(json.dumps(h) + '\n' for h in history), run_dir/'metrics.jsonl')
     t_start, kept = time.time(), None
     for epoch in range(start, epochs):
-        distiller.train()
+        distiller.set_epoch(epoch, epochs); distiller.train()
         rec, t0 = _train_epoch(step, opt, sched, loader, epoch, epochs, amp=amp, device=device, world=world, bar=verbose == 'bar' and rank == 0)
         rec.update(distiller.epoch_stats())
         if rank == 0:
