@@ -637,7 +637,7 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
             long_factor:float=1.5, # compute-matched control: student_long trains long_factor*E epochs
             batch_size:int=256, # batch size of the student (paper: 256)
             lr:float=0.1, # initial learning rate of each student stage
-            momentum:float=0.9, # SGD momentum (Nesterov)
+            momentum:float=0.9, # SGD momentum (Nesterov unless nesterov=False)
             weight_decay:float=5e-4, # SGD weight decay
             schedule:str='step', # LR schedule of each stage: step (x lr_decay at lr_milestones), cosine, constant
             lr_milestones:str='0.25,0.5,0.75', # 'step': fractions of a stage's epochs where the LR decays (RepDistiller: 0.625,0.75,0.875)
