@@ -395,27 +395,30 @@ RESULT_COLUMNS = ['protocol', 'method', 'overlap', 'student', 'teacher', 'seed',
                   'val_acc_lastq', 'test_acc_last10', 'cm_tau_teacher', 'cm_tau_student', 'tau_value', 'cm_entropy_rel', 'tgt_entropy_rel',
                   'tgt_peak_ratio', 'lam_seen', 'lam_unseen']
 
-def append_result(row:dict, path:str|Path)->Path:
+def append_result(row:dict, path:str|Path,
+                  columns:list|None=None, # the file's columns (None: `RESULT_COLUMNS`, the distill rows')
+                 )->Path:
     "Append `row` to the CSV at `path` (atomically: the file is rewritten whole), adding the header when new; an older file gets the newer columns."
+    columns = RESULT_COLUMNS if columns is None else list(columns)
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path.with_name(path.name + '.lock')):   # parallel workers: read-modify-write one at a time, no row lost
-        old = _current_columns(path.read_text(), path) if path.exists() else ''
+        old = _current_columns(path.read_text(), path, columns) if path.exists() else ''
         buf = io.StringIO(); w = csv.writer(buf, lineterminator='\n')
-        if not old: w.writerow(RESULT_COLUMNS)
-        w.writerow(['' if row.get(k) is None else row.get(k) for k in RESULT_COLUMNS])
+        if not old: w.writerow(columns)
+        w.writerow(['' if row.get(k) is None else row.get(k) for k in columns])
         return atomic_write_text(old + buf.getvalue(), path)
 
-def _current_columns(text:str, path:Path)->str:
-    "`text` of a results file with today's `RESULT_COLUMNS`: a file of an older version (fewer columns) gets the new ones, empty."
+def _current_columns(text:str, path:Path, columns:list)->str:
+    "`text` of a results file with today's `columns`: a file of an older version (fewer columns) gets the new ones, empty."
     rows = list(csv.reader(io.StringIO(text)))
     if not rows: return ''
     head = rows[0]
-    if head == RESULT_COLUMNS: return text
-    if head != RESULT_COLUMNS[:len(head)]:
-        raise ValueError(f"{path} is not a results file of this version: its columns {head} are not a prefix of RESULT_COLUMNS {RESULT_COLUMNS}")
+    if head == columns: return text
+    if head != columns[:len(head)]:
+        raise ValueError(f"{path} is not a results file of this version: its columns {head} are not a prefix of {columns}")
     buf = io.StringIO(); w = csv.writer(buf, lineterminator='\n')
-    w.writerow(RESULT_COLUMNS)
-    for r in rows[1:]: w.writerow(r + [''] * (len(RESULT_COLUMNS) - len(head)))
+    w.writerow(columns)
+    for r in rows[1:]: w.writerow(r + [''] * (len(columns) - len(head)))
     return buf.getvalue()
 
 # %% ../nbs/08_experiments.ipynb #4567f34c
@@ -570,7 +573,7 @@ def train_stages(p:dict, task, T:dict, work:Path, device:torch.device)->tuple:
         results.append(fit(d, task, epochs=st.epochs, select=st.select, seed=p['seed'], device=device, amp=amp,
                            deterministic=p['deterministic'], run_dir=work/'stages'/f"{st.distiller}-{skey}", resume=True,
                            verbose=p['verbose'], test_every=p['test_every'], config={'stage_key': skey}, **opt_kw,
-                           test_last=_last_phase(st.epochs, opt_kw['schedule'], opt_kw.get('milestones', (0.25, 0.5, 0.75))) if st.select == 'val_acc' else 0))
+                           test_last=_last_phase(st.epochs, opt_kw['schedule'], parse_milestones(p['lr_milestones'])) if st.select == 'val_acc' else 0))
         prev_key = skey
     student.load_state_dict(load_checkpoint(Path(results[-1].run_dir)/'best.pt')['student'])
     return student, stages, results, init_hash, calibs

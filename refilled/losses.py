@@ -418,9 +418,8 @@ def nst_loss(student_feats:Tensor|Sequence[Tensor], # one [B, C_S, H, W] map or 
     return total
 
 # %% ../nbs/04_losses.ipynb #2ecfd516
-def _target_binary(log_p, labels):
-    "[B, 2] log-probabilities of (the target class, any other class)."
-    gt = F.one_hot(labels, log_p.shape[1]).bool()
+def _target_binary(log_p, labels, gt):
+    "[B, 2] log-probabilities of (the target class, any other class); `gt` is the one-hot mask of `labels`."
     return torch.stack([log_p.gather(1, labels[:, None])[:, 0], log_p.masked_fill(gt, -math.inf).logsumexp(1)], 1)
 
 def dkd_loss(student_logits:Tensor, # [B, C] student logits
@@ -437,7 +436,7 @@ def dkd_loss(student_logits:Tensor, # [B, C] student logits
     for name, v in (('alpha', alpha), ('beta', beta)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0: raise ValueError(f"{name} must be a number >= 0, got {v!r}")
     zs, zt = student_logits / tau, teacher_logits.detach() / tau
-    tckd = kl_rows(_target_binary(zt.log_softmax(1), labels), _target_binary(zs.log_softmax(1), labels))
     gt = F.one_hot(labels, zs.shape[1]).bool()
+    tckd = kl_rows(_target_binary(zt.log_softmax(1), labels, gt), _target_binary(zs.log_softmax(1), labels, gt))
     nckd = kl_rows(zt.masked_fill(gt, -math.inf).log_softmax(1), zs.masked_fill(gt, -math.inf).log_softmax(1))
     return tau**2 * (alpha*tckd + beta*nckd).mean()

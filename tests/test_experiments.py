@@ -227,8 +227,10 @@ def test_append_result_widens_an_older_file_and_refuses_a_foreign_one(tmp_path):
     assert next(csv.reader(open(f))) == RESULT_COLUMNS
     assert [r['seed'] for r in rows] == [7, 8] and rows[0][RESULT_COLUMNS[-1]] is None and rows[1][RESULT_COLUMNS[-1]] == 100
     g = tmp_path/'other.csv'; g.write_text('name,score\na,1\n')
-    with pytest.raises(ValueError, match='not a prefix of RESULT_COLUMNS'): append_result({'protocol': 'x'}, g)
+    with pytest.raises(ValueError, match=r"not a prefix of \['protocol', 'method'"): append_result({'protocol': 'x'}, g)
     assert g.read_text() == 'name,score\na,1\n'                                 # untouched
+    append_result({'name': 'b', 'score': 2, 'other': 3}, g, columns=['name', 'score'])  # a file of other columns, named
+    assert read_results(g) == [{'name': 'a', 'score': 1}, {'name': 'b', 'score': 2}]
 
 
 def _teacher_store_sweep(tmp_path, work_dir='work'):

@@ -26,6 +26,7 @@ RECORDS = {
     'experiments/gkd_results.ipynb': 'experiments/runs/smoke/gkd_results.ipynb',
     'experiments/gkd_fidelity.ipynb': 'experiments/runs/smoke/gkd_fidelity.ipynb',
     'experiments/standard_kd.ipynb': 'experiments/runs/smoke/standard_kd.ipynb',
+    'experiments/fewshot_miniimagenet.ipynb': 'experiments/runs/smoke/fewshot_miniimagenet.ipynb',
     'experiments/gkd_analysis.ipynb': 'experiments/runs/smoke/gkd_analysis.ipynb',
     # gkd_cifar documents one run; its smoke REFILLED run at 60 % overlap is a papermill execution of exactly this
     # template, committed and re-executed by `make test` (nbval), so its outputs are current and verified, and its
