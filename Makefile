@@ -82,6 +82,7 @@ smoke-runs: install
 	$(BIN)/python tools/record.py nbs/experiments/gkd_fidelity.ipynb experiments/runs/smoke/gkd_fidelity.ipynb
 	$(BIN)/python tools/record.py nbs/experiments/standard_kd.ipynb experiments/runs/smoke/standard_kd.ipynb
 	$(BIN)/python tools/record.py nbs/experiments/fewshot_miniimagenet.ipynb experiments/runs/smoke/fewshot_miniimagenet.ipynb -f experiments/params/smoke_fewshot.yaml
+	$(BIN)/python tools/record.py nbs/experiments/incremental_cifar.ipynb experiments/runs/smoke/incremental_cifar.ipynb
 	$(BIN)/python tools/record.py nbs/tutorials/own_teacher_own_data.ipynb experiments/runs/smoke/own_teacher_own_data.ipynb
 
 bench: install

@@ -94,9 +94,10 @@ DISTILLERS:dict = {}
 
 def register(name:str # the name `create_distiller` and the experiment recipes use
             ):
-    "Class decorator adding a `Distiller` subclass to `DISTILLERS` under `name`."
+    "Class decorator adding a `Distiller` subclass to `DISTILLERS` under `name` (a class of the same name, e.g. a notebook cell run again, replaces it)."
     def _inner(cls):
-        if name in DISTILLERS: raise ValueError(f"distiller {name!r} is already registered")
+        if name in DISTILLERS and DISTILLERS[name].__qualname__ != cls.__qualname__:
+            raise ValueError(f"distiller {name!r} is already registered (by {DISTILLERS[name].__qualname__})")
         cls.name = name; DISTILLERS[name] = cls
         return cls
     return _inner

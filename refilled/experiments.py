@@ -22,7 +22,7 @@ from .data import (load_cifar100, gkd_split, make_task, CIFAR100_MEAN as MEAN, C
                            IMAGENET_STD)
 from .tasks import SOURCES, Task, gkd_task, make_student_task
 from .backbones import create_model, list_models
-from .teachers import PUBLIC_TEACHERS, Teacher, load_teacher, teacher_accuracy
+from .teachers import PUBLIC_TEACHERS, Teacher, load_teacher, teacher_accuracy, student_from_teacher
 from .distillers import create_distiller, teacher_centers, ncm_temperature, state_dict_hash, tensor_hash, DISTILLERS
 from .train import fit, load_checkpoint, predict, accuracy, ncm_accuracy, step_milestones
 
@@ -34,7 +34,7 @@ class Stage:
     kwargs:dict # the distiller's hyper-parameters
     epochs:int
     select:str='val_acc' # model selection of this stage ('val_ncm' for embedding-only stages)
-    init:str='init' # start from the seed's initial weights ('init') or from the previous stage's best ('previous')
+    init:str='init' # start from the seed's initial weights ('init'), the previous stage's best ('previous') or the teacher's network ('teacher')
     schedule:str|None=None # override the run's LR schedule for this stage
 
 METHODS:dict = {}
@@ -524,10 +524,10 @@ def run_teacher(p:dict, # validated `distill` parameters
     return out
 
 # %% ../nbs/08_experiments.ipynb #5dc92ee7
-def _distiller_for(st, p, student, T, task, work, device)->tuple:
-    "(the distiller of stage `st` with the teacher-derived arguments it needs, the calibration of its τ_T or None)."
-    kw, calib = dict(st.kwargs), None
-    if st.distiller in ('refilled_stage2', 'refilled_onestage'):
+def _teacher_args(name, kw, p, T, task, work, device)->tuple:
+    "(`kw` with the teacher-derived arguments distiller `name` needs, the calibration of its τ_T or None)."
+    calib = None
+    if name in ('refilled_stage2', 'refilled_onestage'):
         cache = work/'centers' if p['data'] is None else work/'centers'/T['hash']
         ev = dict(mean=task.mean, std=task.std, device=device, cache_dir=cache)
         kw['centers'] = teacher_centers(T['teacher'], task.train_x, task.train_y, task.num_classes, **ev)
@@ -537,7 +537,16 @@ def _distiller_for(st, p, student, T, task, work, device)->tuple:
             kw['tau_teacher'] = calib['tau']
             if p['verbose']: print(f"tau_teacher='calibrated': {calib['tau']:.4g} on {calib['n']} validation images "
                                    f"(NLL {calib['nll']:.3f}; at tau 1: {calib['nll_tau1']:.3f}, at 2: {calib['nll_tau2']:.3f})", flush=True)
-    if DISTILLERS[st.distiller].matches_logits: kw.update(teacher_classes=T['classes'], student_classes=[int(c) for c in task.classes])
+    if DISTILLERS[name].matches_logits: kw.update(teacher_classes=T['classes'], student_classes=[int(c) for c in task.classes])
+    if 'base' in kw:   # a wrapper (e.g. LwoF) around the distiller `base`: that one gets its own arguments
+        kw['base_kwargs'], calib = _teacher_args(kw['base'], dict(kw.get('base_kwargs') or {}), p, T, task, work, device)
+    if hasattr(DISTILLERS[name], 'prepare'):   # a distiller's own teacher-derived arguments (e.g. EWC's Fisher information)
+        kw = DISTILLERS[name].prepare(kw, teacher=T['teacher'], task=task, device=device, cache_dir=work/'prepared'/T['hash'])
+    return kw, calib
+
+def _distiller_for(st, p, student, T, task, work, device)->tuple:
+    "(the distiller of stage `st` with the teacher-derived arguments it needs, the calibration of its τ_T or None)."
+    kw, calib = _teacher_args(st.distiller, dict(st.kwargs), p, T, task, work, device)
     return create_distiller(st.distiller, student, None if st.distiller in ('vanilla', 'batch_smooth') else T['teacher'], **kw), calib
 
 def _schedule_shape(p)->dict:
@@ -551,25 +560,37 @@ def _last_phase(epochs:int, schedule:str, milestones=(0.25, 0.5, 0.75))->int:
     last = epochs - step_milestones(epochs, milestones)[-1] if schedule == 'step' else 0
     return min(epochs, max(10, last))
 
-def train_stages(p:dict, task, T:dict, work:Path, device:torch.device)->tuple:
+def _from_teacher(teacher, task, seed):
+    "A stage's student copied from the teacher's network (`Stage(init='teacher')`); it must see the teacher's own normalisation."
+    if (tuple(teacher.input_mean), tuple(teacher.input_std)) != (tuple(teacher.mean), tuple(teacher.std)):
+        raise ParameterError(f"a stage starting from the teacher's network needs batches at the teacher's normalisation: the task's is "
+                             f"{tuple(teacher.input_mean)}/{tuple(teacher.input_std)}, the teacher's {tuple(teacher.mean)}/{tuple(teacher.std)}")
+    return student_from_teacher(teacher, task.num_classes, seed=seed)
+
+def train_stages(p:dict, task, T:dict, work:Path, device:torch.device,
+                 stages:list|None=None, # the stages to train (default: `METHODS[p['method']](p)`)
+                )->tuple:
     "Train every stage of `p['method']` (resuming finished ones); returns (student with the last stage's selected weights, stages, fit results, init hash, calibrations)."
     amp = None if p['amp'] == 'auto' else p['amp']
     split_key = dict(dataset=p['dataset'], order=p['order'], classes=[int(c) for c in task.classes], seed=p['seed'],
                      tpc=p['train_per_class'], vpc=p['val_per_class'], vf=p['val_frac'])
     if p['data'] is not None: split_key.update(data=p['data'], size=task.size, n=[len(task.train_y), len(task.val_y), len(task.test_y)])
     seed_everything(p['seed']); student = create_model(p['student'], task.num_classes); init_hash = state_dict_hash(student)
-    stages, results, calibs, prev_key = METHODS[p['method']](p), [], [], None
+    stages, results, calibs, prev_key = METHODS[p['method']](p) if stages is None else list(stages), [], [], None
+    if not stages: raise ValueError(f"method {p['method']!r} has no stage to train")
     for i, st in enumerate(stages):
         if st.init == 'previous':
             if not results: raise ValueError(f"stage {i} of {p['method']!r} starts from a previous stage, but it is the first")
             student.load_state_dict(load_checkpoint(Path(results[-1].run_dir)/'best.pt')['student'])
+        elif st.init == 'teacher': student = _from_teacher(T['teacher'], task, p['seed'])
         else: seed_everything(p['seed']); student = create_model(p['student'], task.num_classes)
         d, calib = _distiller_for(st, p, student, T, task, work, device); calibs.append(calib)
         opt_kw = dict(batch_size=p['batch_size'], lr=p['lr'], momentum=p['momentum'], weight_decay=p['weight_decay'],
                       schedule=st.schedule or p['schedule'])
         opt_kw.update(_schedule_shape(p))
         skey = _key(dict(teacher=T['hash'], split=split_key, student=p['student'], init=init_hash, distiller=st.distiller,
-                         kwargs=dict(st.kwargs), epochs=st.epochs, select=st.select, opt=opt_kw, prev=prev_key if st.init == 'previous' else None))
+                         kwargs=dict(st.kwargs), epochs=st.epochs, select=st.select, opt=opt_kw, prev=prev_key if st.init == 'previous' else None,
+                         **({'from': 'teacher'} if st.init == 'teacher' else {})))
         results.append(fit(d, task, epochs=st.epochs, select=st.select, seed=p['seed'], device=device, amp=amp,
                            deterministic=p['deterministic'], run_dir=work/'stages'/f"{st.distiller}-{skey}", resume=True,
                            verbose=p['verbose'], test_every=p['test_every'], config={'stage_key': skey}, **opt_kw,

@@ -14,7 +14,7 @@ from .core import InputError, DataError, atomic_save
 from .data import TaskData, ImageArrays
 from .tasks import load_source
 from .backbones import MODELS, Backbone, create_model
-from .teachers import Teacher
+from .teachers import Teacher, student_from_teacher
 from .losses import class_centers, ncm_logits, calibrate_temperature, temperature_nll
 from .distillers import create_distiller, embed_all, teacher_centers, state_dict_hash, tensor_hash
 from .train import fit
@@ -194,7 +194,6 @@ def episode_student(teacher:Teacher, # the task's teacher
                     arch:str|None=None, # registry model of a 'scratch' student (default: the teacher's)
                     seed:int=0)->Backbone:
     "A fresh student for one task: the registry model `arch`, or a copy of the teacher's network with a new C-way head."
-    import copy
     if init not in ('scratch', 'teacher'): raise InputError(f"init must be 'scratch' or 'teacher', got {init!r}")
     tm = teacher.model
     same = [n for n in MODELS if isinstance(tm, Backbone) and type(tm) is getattr(MODELS[n], 'func', MODELS[n])]   # registry names of its class
@@ -207,15 +206,18 @@ def episode_student(teacher:Teacher, # the task's teacher
         arch = same[0]
     torch.manual_seed(seed)
     if init == 'scratch': return create_model(arch, ways)
-    m = copy.deepcopy(tm).train()
-    m.classifier = torch.nn.Linear(m.embed_dim, ways)
-    for p in m.parameters(): p.requires_grad_(True)
-    return m
+    return student_from_teacher(teacher, ways)
 
 # %% ../nbs/10_fewshot.ipynb #6d5b2c1c
 def _views(per_class, ep):
     "Copies of the support set in one epoch: at least `per_class` (augmented) images of every class."
     _pos_int('per_class', per_class); return max(1, -(-per_class // ep.shots))
+
+def _epochs_for(epochs:int, steps:int|None, task, batch_size:int)->int:
+    "`epochs`, or with `steps` the whole epochs of `task` it takes to make at least `steps` SGD steps."
+    if steps is None: return epochs
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0: raise InputError(f"steps must be an integer >= 0 or None, got {steps!r}")
+    return -(-steps // -(-len(task.train_y) // batch_size))
 
 def _task_fit(distiller, teacher, task, *, epochs, lr, batch_size, weight_decay, schedule, augment, seed, device):
     "Train on one episode's task (no selection, nothing written); the query accuracy (%) at the end."
@@ -225,19 +227,21 @@ def _task_fit(distiller, teacher, task, *, epochs, lr, batch_size, weight_decay,
     return float(r.test_acc_last)
 
 def finetune_episode(teacher:Teacher, pool:EpisodePool, ep:Episode, *,
-                     epochs:int=10, lr:float=0.01, batch_size:int=64, per_class:int=10, weight_decay:float=5e-4,
+                     epochs:int=10, steps:int|None=None, # SGD steps; when given, they set the epochs (whatever M)
+                     lr:float=0.01, batch_size:int=64, per_class:int=10, weight_decay:float=5e-4,
                      schedule:str='cosine', augment:str|None='cifar', # pad-4 crop + flip (the paper: random crop and flip)
                      seed:int=0, device=None)->float:
     "Fine-tune the teacher's network with a new head on the episode's support set; its query accuracy (%)."
     s = episode_seed(seed, ep.index)
-    student = episode_student(teacher, ep.ways, init='teacher', seed=s)
-    return _task_fit(create_distiller('vanilla', student), teacher, episode_task(pool, ep, _views(per_class, ep)), epochs=epochs, lr=lr,
+    student, task = episode_student(teacher, ep.ways, init='teacher', seed=s), episode_task(pool, ep, _views(per_class, ep))
+    return _task_fit(create_distiller('vanilla', student), teacher, task, epochs=_epochs_for(epochs, steps, task, batch_size), lr=lr,
                      batch_size=batch_size, weight_decay=weight_decay, schedule=schedule, augment=augment, seed=s, device=device)
 
 # %% ../nbs/10_fewshot.ipynb #6b13a76c
 def refilled_episode(teacher:Teacher, pool:EpisodePool, ep:Episode, *,
                      init:str='scratch', arch:str|None=None, # the student (see `episode_student`)
-                     stage1_epochs:int=10, stage2_epochs:int=10, lr:float=0.01, batch_size:int=64, per_class:int=10,
+                     stage1_epochs:int=10, stage2_epochs:int=10, # or, when given, SGD steps of each stage:
+                     stage1_steps:int|None=None, stage2_steps:int|None=None, lr:float=0.01, batch_size:int=64, per_class:int=10,
                      weight_decay:float=5e-4, schedule:str='cosine', augment:str|None='cifar',
                      cm_tau_student:float=0.5, cm_tau_teacher:float=0.5, cm_scale:float=10.0, # stage 1 (Eq. 4-5): the GKD protocol's P0 choice
                      lam:float=2.0, weights:str='pl', ncm_form:str='dot', tau_teacher:float=1.0, # stage 2 (Eq. 7-10)
@@ -246,14 +250,14 @@ def refilled_episode(teacher:Teacher, pool:EpisodePool, ep:Episode, *,
     s = episode_seed(seed, ep.index)
     student, task = episode_student(teacher, ep.ways, init=init, arch=arch, seed=s), episode_task(pool, ep, _views(per_class, ep))
     kw = dict(lr=lr, batch_size=batch_size, weight_decay=weight_decay, schedule=schedule, augment=augment, seed=s, device=device)
-    if stage1_epochs:
+    if e1 := _epochs_for(stage1_epochs, stage1_steps, task, batch_size):
         _task_fit(create_distiller('refilled_stage1', student, teacher, tau_student=cm_tau_student, tau_teacher=cm_tau_teacher,
-                                   scale=cm_scale), teacher, task, epochs=stage1_epochs, **kw)
+                                   scale=cm_scale), teacher, task, epochs=e1, **kw)
     centers = teacher_centers(teacher, pool.x[torch.from_numpy(ep.support)], torch.from_numpy(ep.support_y), ep.ways,
                               mean=teacher.mean, std=teacher.std, device=device)   # Eq. 6 on the plain support images
     d = create_distiller('refilled_stage2', student, teacher, centers=centers, lam=lam, weights=weights, ncm_form=ncm_form,
                          tau_teacher=tau_teacher)
-    return _task_fit(d, teacher, task, epochs=stage2_epochs, **kw)
+    return _task_fit(d, teacher, task, epochs=_epochs_for(stage2_epochs, stage2_steps, task, batch_size), **kw)
 
 # %% ../nbs/10_fewshot.ipynb #6d56c970
 def episode_ncm_temperature(feats:torch.Tensor, # [N, d] teacher features of a (meta-val) pool

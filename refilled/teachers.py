@@ -19,7 +19,7 @@ from .backbones import MODELS, INPUT_SIZE, Backbone, create_model, _rename_legac
 
 # %% auto #0
 __all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'CIFAR10_CLASSES', 'PUBLIC_TEACHERS', 'read_state_dict', 'load_weights', 'Teacher',
-           'PublicTeacher', 'load_teacher', 'teacher_accuracy']
+           'PublicTeacher', 'load_teacher', 'teacher_accuracy', 'student_from_teacher']
 
 # %% ../nbs/02b_teachers.ipynb #23bd377f
 def _abbrev(items, n=3):
@@ -395,3 +395,19 @@ def teacher_accuracy(teacher:Teacher, # the teacher to score
         xb = _resize(((xb.float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last), teacher.size)
         correct += (teacher.model(xb).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
     return 100.0 * correct / len(x)
+
+# %% ../nbs/02b_teachers.ipynb #139e1379
+def student_from_teacher(teacher:Teacher, # a teacher whose network is a `refilled.backbones` model
+                         num_classes:int, # outputs of the new head
+                         seed:int|None=None, # seeds the new head's initial weights (None: the current RNG)
+                        )->Backbone:
+    "A trainable copy of the teacher's network with a new `num_classes`-way head."
+    import copy
+    if not isinstance(teacher.model, Backbone):
+        raise InputError(f"a student copied from the teacher needs a refilled.backbones network, got {type(teacher.model).__name__}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1: raise InputError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if seed is not None: torch.manual_seed(seed)
+    m = copy.deepcopy(teacher.model).train()
+    m.classifier = nn.Linear(m.embed_dim, num_classes)
+    for q in m.parameters(): q.requires_grad_(True)
+    return m

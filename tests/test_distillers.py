@@ -111,3 +111,15 @@ def test_teacher_centers_are_eq6_and_cached_by_teacher_and_split(tmp_path, model
     t2 = create_model('wrn_16_2', 8); assert state_dict_hash(t2) != state_dict_hash(teacher)
     teacher_centers(t2, x, y, 4, **kw); assert len(list(tmp_path.iterdir())) == 3                            # another teacher
     with pytest.raises(ValueError): teacher_centers(teacher, x, torch.zeros(40, dtype=torch.long), 4, mean=CIFAR100_MEAN, std=CIFAR100_STD, device='cpu')
+
+
+def test_register_refuses_another_class_under_a_taken_name():
+    "A second class under a registered name is refused; the same class defined again (a notebook cell re-run) replaces it."
+    from refilled.distillers import register, DISTILLERS, Distiller
+    with pytest.raises(ValueError, match="already registered \\(by Vanilla\\)"):
+        register('vanilla')(type('Other', (Distiller,), {}))
+    old = DISTILLERS['vanilla']
+    try:
+        again = register('vanilla')(type('Vanilla', (old,), {}))
+        assert DISTILLERS['vanilla'] is again
+    finally: DISTILLERS['vanilla'] = old; old.name = 'vanilla'
