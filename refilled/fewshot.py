@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from .core import InputError, DataError, atomic_save
 from .data import TaskData, ImageArrays
 from .tasks import load_source
@@ -23,10 +24,10 @@ from .experiments import append_result, read_results, git_commit, device_name
 # %% auto #0
 __all__ = ['FEWSHOT_METHODS', 'FEWSHOT_COLUMNS', 'TABLE17', 'TABLE17_SHOTS', 'EpisodePool', 'episode_pool', 'load_pools',
            'Episode', 'sample_episode', 'mean_ci', 'pool_features', 'nn1', 'nearest_centroid', 'cl2n', 'simpleshot',
-           'logistic_regression', 'linear_svm', 'episode_task', 'episode_seed', 'episode_student', 'finetune_episode',
-           'refilled_episode', 'episode_ncm_temperature', 'FewShotContext', 'fewshot_context', 'FewShotMethod',
-           'run_fewshot', 'episode_accuracies', 'fewshot_summary', 'paired_difference', 'fewshot_table', 'plot_fewshot',
-           'choose_config']
+           'logistic_regression', 'linear_svm', 'episode_task', 'episode_seed', 'episode_student', 'ncm_head_',
+           'FrozenStatsBatchNorm2d', 'freeze_bn_', 'finetune_episode', 'refilled_episode', 'episode_ncm_temperature',
+           'FewShotContext', 'fewshot_context', 'FewShotMethod', 'run_fewshot', 'episode_accuracies', 'fewshot_summary',
+           'paired_difference', 'fewshot_table', 'plot_fewshot', 'choose_config']
 
 # %% ../nbs/10_fewshot.ipynb #57ebcabe
 @dataclass(frozen=True, eq=False, repr=False)
@@ -208,6 +209,40 @@ def episode_student(teacher:Teacher, # the task's teacher
     if init == 'scratch': return create_model(arch, ways)
     return student_from_teacher(teacher, ways)
 
+# %% ../nbs/10_fewshot.ipynb #a349ac57
+def ncm_head_(model:Backbone, # a student whose embedding is the teacher's (e.g. `episode_student(init='teacher')`)
+              centers:torch.Tensor, # [C, d] the task's class centres of the teacher's embedding (Eq. 6)
+              tau:float=1.0, # the NCM temperature
+             )->Backbone:
+    "Set `model`'s head (in place) to Eq. 7's `dot`-form NCM classifier at `tau`: weights p_c/(‖p_c‖τ), no bias."
+    head = model.classifier
+    if tuple(centers.shape) != (head.out_features, head.in_features):
+        raise InputError(f"centers must be [{head.out_features}, {head.in_features}] (the head's classes × embedding), got {list(centers.shape)}")
+    if not (isinstance(tau, (int, float)) and not isinstance(tau, bool) and tau > 0): raise InputError(f"tau must be a number > 0, got {tau!r}")
+    with torch.no_grad():
+        head.weight.copy_(F.normalize(centers.float(), dim=1) / tau)
+        if head.bias is not None: head.bias.zero_()
+    return model
+
+
+# %% ../nbs/10_fewshot.ipynb #2c0e054d
+class FrozenStatsBatchNorm2d(nn.BatchNorm2d):
+    "A BatchNorm2d that always normalises with its running statistics and never updates them (its affine parameters train)."
+    def train(self, mode:bool=True): return super().train(False)
+
+def freeze_bn_(model:nn.Module)->nn.Module:
+    "Replace every `nn.BatchNorm2d` of `model` (in place) by a `FrozenStatsBatchNorm2d` with the same state."
+    for name, m in model.named_children():
+        if type(m) is nn.BatchNorm2d:
+            f = FrozenStatsBatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine, track_running_stats=True)
+            if not m.track_running_stats: raise InputError(f"{name}: a BatchNorm without running statistics cannot be frozen")
+            f.load_state_dict(m.state_dict()); f.to(m.running_mean.device)
+            for q, q0 in zip(f.parameters(), m.parameters()): q.requires_grad_(q0.requires_grad)
+            setattr(model, name, f)
+        else: freeze_bn_(m)
+    return model
+
+
 # %% ../nbs/10_fewshot.ipynb #6d5b2c1c
 def _views(per_class, ep):
     "Copies of the support set in one epoch: at least `per_class` (augmented) images of every class."
@@ -226,14 +261,30 @@ def _task_fit(distiller, teacher, task, *, epochs, lr, batch_size, weight_decay,
             augment=augment, mean=teacher.mean, std=teacher.std, select='last', seed=seed, device=device, verbose=False)
     return float(r.test_acc_last)
 
+def _support_centers(teacher, pool, ep, device):
+    "Eq. 6 on the episode's plain support images: the teacher's class centres [C, d]."
+    return teacher_centers(teacher, pool.x[torch.from_numpy(ep.support)], torch.from_numpy(ep.support_y), ep.ways,
+                           mean=teacher.mean, std=teacher.std, device=device)
+
+def _prepare_student(student, teacher, pool, ep, *, head, bn, tau, device):
+    "Apply the `head` ('random' or 'ncm' at `tau`) and `bn` ('train' or 'frozen') options to a student copied from the teacher."
+    if head not in ('random', 'ncm'): raise InputError(f"head must be 'random' or 'ncm', got {head!r}")
+    if bn not in ('train', 'frozen'): raise InputError(f"bn must be 'train' or 'frozen', got {bn!r}")
+    if head == 'ncm': ncm_head_(student, _support_centers(teacher, pool, ep, device), tau)
+    if bn == 'frozen': freeze_bn_(student)
+    return student
+
 def finetune_episode(teacher:Teacher, pool:EpisodePool, ep:Episode, *,
                      epochs:int=10, steps:int|None=None, # SGD steps; when given, they set the epochs (whatever M)
                      lr:float=0.01, batch_size:int=64, per_class:int=10, weight_decay:float=5e-4,
                      schedule:str='cosine', augment:str|None='cifar', # pad-4 crop + flip (the paper: random crop and flip)
+                     head:str='random', head_tau:float=1.0, # 'ncm': the head starts as the support set's NCM classifier at head_tau
+                     bn:str='train', # 'frozen': BatchNorm keeps the teacher's statistics
                      seed:int=0, device=None)->float:
     "Fine-tune the teacher's network with a new head on the episode's support set; its query accuracy (%)."
     s = episode_seed(seed, ep.index)
     student, task = episode_student(teacher, ep.ways, init='teacher', seed=s), episode_task(pool, ep, _views(per_class, ep))
+    _prepare_student(student, teacher, pool, ep, head=head, bn=bn, tau=head_tau, device=device)
     return _task_fit(create_distiller('vanilla', student), teacher, task, epochs=_epochs_for(epochs, steps, task, batch_size), lr=lr,
                      batch_size=batch_size, weight_decay=weight_decay, schedule=schedule, augment=augment, seed=s, device=device)
 
@@ -245,16 +296,20 @@ def refilled_episode(teacher:Teacher, pool:EpisodePool, ep:Episode, *,
                      weight_decay:float=5e-4, schedule:str='cosine', augment:str|None='cifar',
                      cm_tau_student:float=0.5, cm_tau_teacher:float=0.5, cm_scale:float=10.0, # stage 1 (Eq. 4-5): the GKD protocol's P0 choice
                      lam:float=2.0, weights:str='pl', ncm_form:str='dot', tau_teacher:float=1.0, # stage 2 (Eq. 7-10)
+                     head:str='random', bn:str='train', # init='teacher' only: the head starts as the NCM teacher; BatchNorm keeps its statistics
                      seed:int=0, device=None)->float:
     "REFILLED on one episode: stage 1 (comparison matching), then stage 2 (CE + λ_i·LKD from the support-set NCM teacher); query accuracy (%)."
     s = episode_seed(seed, ep.index)
     student, task = episode_student(teacher, ep.ways, init=init, arch=arch, seed=s), episode_task(pool, ep, _views(per_class, ep))
+    if (head, bn) != ('random', 'train'):
+        if init != 'teacher': raise InputError(f"head={head!r} and bn={bn!r} need init='teacher' (a student with the teacher's embedding)")
+        if head == 'ncm' and ncm_form != 'dot': raise InputError(f"head='ncm' is the dot-form NCM classifier; ncm_form={ncm_form!r} is not linear in the embedding")
+        _prepare_student(student, teacher, pool, ep, head=head, bn=bn, tau=tau_teacher, device=device)
     kw = dict(lr=lr, batch_size=batch_size, weight_decay=weight_decay, schedule=schedule, augment=augment, seed=s, device=device)
     if e1 := _epochs_for(stage1_epochs, stage1_steps, task, batch_size):
         _task_fit(create_distiller('refilled_stage1', student, teacher, tau_student=cm_tau_student, tau_teacher=cm_tau_teacher,
                                    scale=cm_scale), teacher, task, epochs=e1, **kw)
-    centers = teacher_centers(teacher, pool.x[torch.from_numpy(ep.support)], torch.from_numpy(ep.support_y), ep.ways,
-                              mean=teacher.mean, std=teacher.std, device=device)   # Eq. 6 on the plain support images
+    centers = _support_centers(teacher, pool, ep, device)
     d = create_distiller('refilled_stage2', student, teacher, centers=centers, lam=lam, weights=weights, ncm_form=ncm_form,
                          tau_teacher=tau_teacher)
     return _task_fit(d, teacher, task, epochs=_epochs_for(stage2_epochs, stage2_steps, task, batch_size), **kw)
@@ -327,7 +382,9 @@ FEWSHOT_METHODS.update({'1nn': _on_features(nn1), 'centroid': _on_features(neare
                         'logreg': _on_features(logistic_regression), 'svm': _on_features(linear_svm)})
 
 # %% ../nbs/10_fewshot.ipynb #9e81286a
-def _finetune(ctx, ep, **hp): return finetune_episode(ctx.teacher, ctx.pool, ep, device=ctx.device, **hp)
+def _finetune(ctx, ep, **hp):
+    if hp.get('head_tau') == 'calibrated': hp = {**hp, 'head_tau': ctx.ncm_tau(ep.shots, 'dot', ep.ways, len(ep.query) // ep.ways)}
+    return finetune_episode(ctx.teacher, ctx.pool, ep, device=ctx.device, **hp)
 
 def _refilled(ctx, ep, **hp):
     if hp.get('tau_teacher') == 'calibrated':

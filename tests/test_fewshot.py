@@ -95,3 +95,34 @@ def test_the_public_convnet_teacher_embeds_unseen_classes():
     from refilled.fewshot import FEWSHOT_METHODS
     accs = [FEWSHOT_METHODS['simpleshot'].run(ctx, sample_episode(ctx.pool.y, 5, 5, 15, index=i)) for i in range(200)]
     assert mean_ci(accs)['mean'] > 55            # measured: 61.9 on these 200 episodes (63.1 over 2,000; paper's teacher 69.6)
+
+
+def test_frozen_batchnorm_reaches_nested_layers_and_survives_training():
+    "freeze_bn_ replaces the BatchNorms inside residual blocks and downsample branches; a training step leaves their statistics alone."
+    from torch import nn
+    from refilled.fewshot import freeze_bn_, FrozenStatsBatchNorm2d
+    m = create_model('resnet12', 5)
+    n_bn = sum(type(b) is nn.BatchNorm2d for b in m.modules())
+    freeze_bn_(m)
+    assert n_bn > 4 and sum(isinstance(b, FrozenStatsBatchNorm2d) for b in m.modules()) == n_bn
+    assert not any(type(b) is nn.BatchNorm2d for b in m.modules())
+    stats = {k: v.clone() for k, v in m.state_dict().items() if 'running' in k or 'num_batches' in k}
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    m.train(); m(torch.rand(4, 3, 84, 84)).logsumexp(1).mean().backward(); opt.step()
+    assert all(torch.equal(stats[k], m.state_dict()[k]) for k in stats)
+    assert all(not b.training for b in m.modules() if isinstance(b, FrozenStatsBatchNorm2d))
+
+
+def test_calibrated_head_temperature_comes_from_meta_val_tasks(monkeypatch):
+    "finetune's head_tau='calibrated' is the context's meta-val NCM temperature for the episode's M, in the dot form."
+    import refilled.fewshot as fs
+    p = _pool(n_classes=5, per_class=8)
+    g = torch.Generator().manual_seed(2)
+    feats = torch.randn(5, 16, generator=g)[np.repeat(np.arange(5), 8)] + torch.randn(40, 16, generator=g)
+    T = load_teacher(create_model('convnet4', 4), mean=(0.5,) * 3, std=(0.25,) * 3, size=84)
+    ctx = FewShotContext(T, p, feats, val_pool=p, val_feats=feats)
+    seen = {}
+    monkeypatch.setattr(fs, 'finetune_episode', lambda teacher, pool, ep, **hp: seen.update(hp) or 50.0)
+    ep = sample_episode(p.y, 3, 2, 2, index=0)
+    assert fs.FEWSHOT_METHODS['finetune'].run(ctx, ep, steps=5, head='ncm', head_tau='calibrated') == 50.0
+    assert seen['head_tau'] == ctx.ncm_tau(2, 'dot', 3, 2) and seen['head_tau'] != 'calibrated' and seen['steps'] == 5
