@@ -221,6 +221,10 @@ def _fixed_width(head:list, body:list, left=())->str:
     line = lambda cells: '  '.join(str(x).ljust(n) if h in left else str(x).rjust(n) for h, x, n in zip(head, cells, w)).rstrip()
     return '\n'.join([line(head), *map(line, body)])
 
+def _mean_sd_n(s:dict, f:str='.2f')->str:
+    "A `summarize` record as 'mean ± sd (n)' (no sd for a single row)."
+    return f"{s['mean']:{f}}" + (f" ± {s['std']:{f}}" if s['n'] > 1 else '') + f" ({s['n']})"
+
 def format_summaries(rows:list, by=('method',), values=('test_acc_best_val',), fmt:dict|None=None)->str:
     "One text table of `summarize` for several `values` side by side: mean ± std (n) per group of `by`, '—' where none."
     keys = sorted({tuple(r.get(c) for c in by) for r in rows}, key=by_value)
@@ -228,7 +232,7 @@ def format_summaries(rows:list, by=('method',), values=('test_acc_best_val',), f
     for v in values:
         f = (fmt or {}).get(v, '.2f')
         for s in summarize(rows, by=by, value=v):
-            cells[tuple(s[c] for c in by)][v] = f"{s['mean']:{f}}" + (f" ± {s['std']:{f}}" if s['n'] > 1 else '') + f" ({s['n']})"
+            cells[tuple(s[c] for c in by)][v] = _mean_sd_n(s, f)
     return _fixed_width([*by, *values], [[*k, *(cells[k].get(v, '—') for v in values)] for k in keys])
 
 def format_intervals(intervals:list, cols=('overlap', 'E'), min_gain:float|None=None)->str:
@@ -285,7 +289,7 @@ def _cells(rows, method, values):
     out = []
     for v in values:
         (s,) = summarize([r for r in rows if r.get('method') == method], by=('method',), value=v) or [None]
-        out.append('—' if s is None else f"{s['mean']:.2f}" + (f" ± {s['std']:.2f}" if s['n'] > 1 else '') + f" ({s['n']})")
+        out.append('—' if s is None else _mean_sd_n(s))
     return out
 
 # %% ../nbs/07_eval.ipynb #4eea9476
