@@ -234,8 +234,8 @@ def freeze_bn_(model:nn.Module)->nn.Module:
     "Replace every `nn.BatchNorm2d` of `model` (in place) by a `FrozenStatsBatchNorm2d` with the same state."
     for name, m in model.named_children():
         if type(m) is nn.BatchNorm2d:
-            f = FrozenStatsBatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine, track_running_stats=True)
             if not m.track_running_stats: raise InputError(f"{name}: a BatchNorm without running statistics cannot be frozen")
+            f = FrozenStatsBatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine, track_running_stats=True)
             f.load_state_dict(m.state_dict()); f.to(m.running_mean.device)
             for q, q0 in zip(f.parameters(), m.parameters()): q.requires_grad_(q0.requires_grad)
             setattr(model, name, f)
@@ -266,11 +266,11 @@ def _support_centers(teacher, pool, ep, device):
     return teacher_centers(teacher, pool.x[torch.from_numpy(ep.support)], torch.from_numpy(ep.support_y), ep.ways,
                            mean=teacher.mean, std=teacher.std, device=device)
 
-def _prepare_student(student, teacher, pool, ep, *, head, bn, tau, device):
-    "Apply the `head` ('random' or 'ncm' at `tau`) and `bn` ('train' or 'frozen') options to a student copied from the teacher."
+def _prepare_student(student, *, head, bn, tau, centers):
+    "Apply the `head` ('random', or 'ncm' from `centers` at `tau`) and `bn` ('train' or 'frozen') options to a student copied from the teacher."
     if head not in ('random', 'ncm'): raise InputError(f"head must be 'random' or 'ncm', got {head!r}")
     if bn not in ('train', 'frozen'): raise InputError(f"bn must be 'train' or 'frozen', got {bn!r}")
-    if head == 'ncm': ncm_head_(student, _support_centers(teacher, pool, ep, device), tau)
+    if head == 'ncm': ncm_head_(student, centers, tau)
     if bn == 'frozen': freeze_bn_(student)
     return student
 
@@ -284,7 +284,7 @@ def finetune_episode(teacher:Teacher, pool:EpisodePool, ep:Episode, *,
     "Fine-tune the teacher's network with a new head on the episode's support set; its query accuracy (%)."
     s = episode_seed(seed, ep.index)
     student, task = episode_student(teacher, ep.ways, init='teacher', seed=s), episode_task(pool, ep, _views(per_class, ep))
-    _prepare_student(student, teacher, pool, ep, head=head, bn=bn, tau=head_tau, device=device)
+    _prepare_student(student, head=head, bn=bn, tau=head_tau, centers=_support_centers(teacher, pool, ep, device) if head == 'ncm' else None)
     return _task_fit(create_distiller('vanilla', student), teacher, task, epochs=_epochs_for(epochs, steps, task, batch_size), lr=lr,
                      batch_size=batch_size, weight_decay=weight_decay, schedule=schedule, augment=augment, seed=s, device=device)
 
@@ -301,15 +301,15 @@ def refilled_episode(teacher:Teacher, pool:EpisodePool, ep:Episode, *,
     "REFILLED on one episode: stage 1 (comparison matching), then stage 2 (CE + λ_i·LKD from the support-set NCM teacher); query accuracy (%)."
     s = episode_seed(seed, ep.index)
     student, task = episode_student(teacher, ep.ways, init=init, arch=arch, seed=s), episode_task(pool, ep, _views(per_class, ep))
+    centers = _support_centers(teacher, pool, ep, device)   # the frozen teacher's: the same for the head and for stage 2
     if (head, bn) != ('random', 'train'):
         if init != 'teacher': raise InputError(f"head={head!r} and bn={bn!r} need init='teacher' (a student with the teacher's embedding)")
         if head == 'ncm' and ncm_form != 'dot': raise InputError(f"head='ncm' is the dot-form NCM classifier; ncm_form={ncm_form!r} is not linear in the embedding")
-        _prepare_student(student, teacher, pool, ep, head=head, bn=bn, tau=tau_teacher, device=device)
+        _prepare_student(student, head=head, bn=bn, tau=tau_teacher, centers=centers)
     kw = dict(lr=lr, batch_size=batch_size, weight_decay=weight_decay, schedule=schedule, augment=augment, seed=s, device=device)
     if e1 := _epochs_for(stage1_epochs, stage1_steps, task, batch_size):
         _task_fit(create_distiller('refilled_stage1', student, teacher, tau_student=cm_tau_student, tau_teacher=cm_tau_teacher,
                                    scale=cm_scale), teacher, task, epochs=e1, **kw)
-    centers = _support_centers(teacher, pool, ep, device)
     d = create_distiller('refilled_stage2', student, teacher, centers=centers, lam=lam, weights=weights, ncm_form=ncm_form,
                          tau_teacher=tau_teacher)
     return _task_fit(d, teacher, task, epochs=_epochs_for(stage2_epochs, stage2_steps, task, batch_size), **kw)
@@ -382,13 +382,16 @@ FEWSHOT_METHODS.update({'1nn': _on_features(nn1), 'centroid': _on_features(neare
                         'logreg': _on_features(logistic_regression), 'svm': _on_features(linear_svm)})
 
 # %% ../nbs/10_fewshot.ipynb #9e81286a
+def _calibrated(ctx, ep, hp, key, form='dot'):
+    "`hp` with `hp[key] == 'calibrated'` replaced by the meta-val NCM temperature of the episode's setting."
+    if hp.get(key) != 'calibrated': return hp
+    return {**hp, key: ctx.ncm_tau(ep.shots, form, ep.ways, len(ep.query) // ep.ways)}
+
 def _finetune(ctx, ep, **hp):
-    if hp.get('head_tau') == 'calibrated': hp = {**hp, 'head_tau': ctx.ncm_tau(ep.shots, 'dot', ep.ways, len(ep.query) // ep.ways)}
-    return finetune_episode(ctx.teacher, ctx.pool, ep, device=ctx.device, **hp)
+    return finetune_episode(ctx.teacher, ctx.pool, ep, device=ctx.device, **_calibrated(ctx, ep, hp, 'head_tau'))
 
 def _refilled(ctx, ep, **hp):
-    if hp.get('tau_teacher') == 'calibrated':
-        hp = {**hp, 'tau_teacher': ctx.ncm_tau(ep.shots, hp.get('ncm_form', 'dot'), ep.ways, len(ep.query) // ep.ways)}
+    hp = _calibrated(ctx, ep, hp, 'tau_teacher', hp.get('ncm_form', 'dot'))
     return refilled_episode(ctx.teacher, ctx.pool, ep, device=ctx.device, **hp)
 
 FEWSHOT_METHODS.update({'finetune': FewShotMethod(_finetune, trains=True), 'refilled': FewShotMethod(_refilled, trains=True)})
