@@ -316,12 +316,14 @@ MODELS: dict[str, Callable[..., Backbone]] = {
     'resnet8x4': partial(CifarResNet, 8, widths=(32, 64, 128, 256), shortcut='B'),
     'resnet32x4': partial(CifarResNet, 32, widths=(32, 64, 128, 256), shortcut='B'),
     'mobilenet_v1': MobileNetV1,
+    **{f'mobilenet_v1_{round(100 * a):03d}': partial(MobileNetV1, width_mult=a) for a in (0.75, 0.5, 0.25)},
     'mobilenet_v2': MobileNetV2,
     'resnet34': partial(TorchvisionResNet, 'resnet34'),
     'convnet4': ConvNet4,
     'resnet12': ResNet12,
 }
-_FIXED = {'resnet8x4': {'widths', 'shortcut'}, 'resnet32x4': {'widths', 'shortcut'}}  # baked into the name
+_FIXED = {'resnet8x4': {'widths', 'shortcut'}, 'resnet32x4': {'widths', 'shortcut'},   # baked into the name
+          **{f'mobilenet_v1_{w}': {'width_mult'} for w in ('075', '050', '025')}}
 
 def list_models()->list[str]:
     "Names accepted by `create_model`."
@@ -388,4 +390,5 @@ def format_param_table(rows:list[dict])->str:
     return '\n'.join(out)
 
 # %% ../nbs/02_backbones.ipynb #58c351a5
-INPUT_SIZE = {'mobilenet_v1': 224, 'resnet34': 224, 'convnet4': 84, 'resnet12': 84}  # default: 32 (CIFAR)
+INPUT_SIZE = {'mobilenet_v1': 224, 'mobilenet_v1_075': 224, 'mobilenet_v1_050': 224, 'mobilenet_v1_025': 224,
+              'resnet34': 224, 'convnet4': 84, 'resnet12': 84}  # default: 32 (CIFAR)

@@ -124,7 +124,7 @@ def _ro(a):
 @dataclass(frozen=True, eq=False)
 class GKDSplit:
     "Teacher and student class sets of one GKD task; class arrays hold original class ids in label order."
-    dataset: str                 # 'cifar100' or 'cub'
+    dataset: str                 # 'cifar100', 'cub' or another source's name (its own window)
     overlap: float               # |student ∩ teacher| / |student|; 1.0 for standard KD
     order: str                   # the class order the windows slide over ('cifar-fs', 'natural' or 'random')
     seed: int                    # seed of the 'random' order (recorded, unused otherwise)
@@ -166,15 +166,30 @@ def seen(self:GKDSplit)->np.ndarray:
     return _ro(self.student_to_teacher >= 0)
 
 # %% ../nbs/01_data.ipynb #229123a3
-def gkd_split(dataset:str='cifar100', # 'cifar100' or 'cub'
+def _protocol(dataset, n_classes)->tuple:
+    "(name, protocol) of `dataset`: the paper's for CIFAR-100 and CUB, else the half window over `n_classes` classes."
+    key = _DATASET_ALIASES.get(str(dataset).lower())
+    if key is not None:
+        if n_classes is not None and n_classes != _PROTOCOLS[key]['n']:
+            raise ValueError(f"n_classes={n_classes!r}: {key} has {_PROTOCOLS[key]['n']} classes")
+        return key, _PROTOCOLS[key]
+    if n_classes is None:
+        raise ValueError(f"dataset must be one of {sorted(set(_DATASET_ALIASES.values()))}, or any other source with its "
+                         f"n_classes; got {dataset!r}")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 4:
+        raise ValueError(f"n_classes must be an integer >= 4 (two windows of 2 classes or more), got {n_classes!r}")
+    w = int(n_classes) // 2
+    return str(dataset), dict(n=int(n_classes), window=w, overlaps=tuple(k / w for k in range(w + 1)),
+                              orders={'natural': tuple(range(int(n_classes)))}, default='natural')
+
+def gkd_split(dataset:str='cifar100', # 'cifar100', 'cub', or the name of any other source (then give n_classes)
               overlap:float|None=0.6, # fraction of the student's classes the teacher knows; None = standard KD (all classes)
-              order:str|None=None, # class order: None = the protocol's ('cifar-fs' for CIFAR-100, 'natural' for CUB), 'natural' or 'random'
+              order:str|None=None, # class order: None = the protocol's ('cifar-fs' for CIFAR-100, 'natural' otherwise), 'natural' or 'random'
               seed:int=0, # seed of the 'random' order
+              n_classes:int|None=None, # classes of a source without a protocol of its own (e.g. an image folder's)
              )->GKDSplit:
     "The teacher's and the student's classes for the paper's sliding-window GKD protocol (§5.1)."
-    key = _DATASET_ALIASES.get(str(dataset).lower())
-    if key is None: raise ValueError(f"dataset must be one of {sorted(set(_DATASET_ALIASES.values()))}, got {dataset!r}")
-    P = _PROTOCOLS[key]
+    key, P = _protocol(dataset, n_classes)
     order = P['default'] if order is None else order
     if order == 'random':
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -190,8 +205,9 @@ def gkd_split(dataset:str='cifar100', # 'cifar100' or 'cub'
     ok = (not isinstance(overlap, bool) and isinstance(overlap, (int, float, np.integer, np.floating))
           and any(abs(float(overlap) - v) < 1e-9 for v in valid))
     if not ok:
-        raise ValueError(f"overlap must be one of {', '.join(f'{v:g}' for v in valid)} for {key} (a fraction of the "
-                         f"student's {w} classes), or None for standard KD; got {overlap!r}")
+        one_of = ', '.join(f'{v:g}' for v in valid) if key in _PROTOCOLS else f"k/{w} for k = 0..{w} (whole classes)"
+        raise ValueError(f"overlap must be one of {one_of} for {key} (a fraction of the student's {w} classes), or None "
+                         f"for standard KD; got {overlap!r}")
     n_new = int(round((1 - float(overlap)) * w))
     teacher = np.sort(cls_order[:w]); student = np.sort(cls_order[n_new:n_new + w])
     return GKDSplit(key, (w - n_new) / w, order, int(seed), n_new, _ro(cls_order), _ro(teacher), _ro(student))

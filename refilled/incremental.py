@@ -331,7 +331,7 @@ def incremental(method:str='refilled_lwof', # a key of `INCREMENTAL_METHODS`
     t0, commit = time.time(), git_commit()
     work, device = _work_dir(p), _resolve_device(p['device'])
     task = student_task(p, work); T = run_teacher(p, task, device, work)
-    old = make_student_task(p['dataset'], [int(c) for c in T['classes']], root=p['data_dir'], seed=p['seed'])   # labels in the teacher's order
+    old = T['teacher_task']   # the old classes' test images, labelled in the teacher's order
     model, old_W, new_W, new_acc, val, stages, C = _trained(p, ip, task, T, work, device)
     (xo, yo), (xn, yn) = (_test_subset(t.test_x, t.test_y, test_per_class, p['seed']) for t in (old, task))
     s = incremental_eval(model, old_W.to(device), new_W.to(device), xo, yo, xn, yn, mean=task.mean, std=task.std, device=device)

@@ -20,7 +20,7 @@ from .data import (CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD, Tas
 
 # %% auto #0
 __all__ = ['IMG_EXTENSIONS', 'SOURCES', 'Source', 'FolderArrays', 'load_imagefolder', 'load_source', 'Task', 'make_student_task',
-           'gkd_task']
+           'source_split', 'gkd_task', 'gkd_teacher_task']
 
 # %% ../nbs/01b_tasks.ipynb #fd9ca8e6
 @dataclass(frozen=True)
@@ -437,7 +437,17 @@ def make_student_task(spec:str|os.PathLike, # 'cifar100', 'cub', 'miniimagenet',
                               class_names=tuple(names[c] for c in cls))
 
 # %% ../nbs/01b_tasks.ipynb #ad98bde4
-def gkd_task(dataset:str='cifar100', # 'cifar100' or 'cub'
+def source_split(dataset, overlap, order, order_seed, *, size=None, resize=None, root=None, cache_dir=None, **kw):
+    "`gkd_split` of any source: CIFAR-100 and CUB by the paper's protocol, any other by its class count (the source is loaded)."
+    n = None
+    if str(dataset).lower() not in ('cifar100', 'cub'):   # no protocol of its own: count its classes
+        if _parse_spec(dataset)[0].name == 'imagefolder': kw['cache_dir'] = cache_dir
+        n = len(_class_names(load_source(dataset, root, size=size, resize=resize, **kw)[1]))
+    try: return gkd_split(dataset, overlap, order, order_seed, n_classes=n)
+    except InputError: raise
+    except ValueError as e: raise InputError(_one_line(e)) from e
+
+def gkd_task(dataset:str='cifar100', # 'cifar100', 'cub', or any other source ('imagefolder:PATH', 'miniimagenet', ...)
              overlap:float|None=0.6, # share of the student's classes the teacher knows; None: standard KD
              order:str|None=None, # class order: None = the protocol's, 'natural' or 'random'
              *,
@@ -446,14 +456,22 @@ def gkd_task(dataset:str='cifar100', # 'cifar100' or 'cub'
              val_per_class:int|None=None, val_frac:float=0.1, train_per_class:int|None=None,
              size:int|None=None, resize:int|None=None, root:str|os.PathLike|None=None, test:bool=True,
              cache_dir:str|os.PathLike|None=None,
+             teacher:bool=False, # True: the teacher's side of the split (`gkd_teacher_task`)
              **kw, # for the source's loader
             )->Task:
     "The student task of one GKD split (the paper's sliding windows), with the teacher's classes and `seen` filled in."
-    try: split = gkd_split(dataset, overlap, order, order_seed)
-    except InputError: raise
-    except ValueError as e: raise InputError(_one_line(e)) from e
-    task = make_student_task(split.dataset, split.student_classes, val_per_class=val_per_class, val_frac=val_frac,
-                             train_per_class=train_per_class, seed=seed, size=size, resize=resize, root=root, test=test,
-                             cache_dir=cache_dir, **kw)
-    task.teacher_classes, task.seen = split.teacher_classes, split.seen
+    src = dict(size=size, resize=resize, root=root, cache_dir=cache_dir)
+    split = source_split(dataset, overlap, order, order_seed, **src, **kw)
+    classes = split.teacher_classes if teacher else split.student_classes
+    task = make_student_task(split.dataset, classes, val_per_class=val_per_class, val_frac=val_frac,
+                             train_per_class=train_per_class, seed=seed, test=test, **src, **kw)
+    task.teacher_classes, task.seen = split.teacher_classes, np.ones(len(classes), bool) if teacher else split.seen
     return task
+
+# %% ../nbs/01b_tasks.ipynb #26e08332
+def gkd_teacher_task(dataset:str='cifar100', # 'cifar100', 'cub', or any other source ('imagefolder:PATH', ...)
+                     order:str|None=None, # class order: None = the protocol's, 'natural' or 'random'
+                     **kw, # `gkd_task`'s keyword arguments (seed, order_seed, the hold-out, size, root, ...)
+                    )->Task:
+    "The GKD teacher's task: the first window of the class order (the same for every overlap), in the teacher's label order."
+    return gkd_task(dataset, 0.0, order, teacher=True, **kw)

@@ -9,13 +9,15 @@ from refilled.backbones import (MODELS, PUBLISHED_PARAMS, INPUT_SIZE, Backbone, 
                                 format_param_table)
 
 EXPECTED = ['wrn_40_2', 'wrn_16_2', 'wrn_40_1', 'wrn_16_1', 'wrn_28_4', 'wrn_16_4', 'wrn_28_2', 'resnet14', 'resnet32',
-            'resnet50', 'resnet110', 'resnet20', 'resnet56', 'resnet8x4', 'resnet32x4', 'mobilenet_v1', 'mobilenet_v2',
+            'resnet50', 'resnet110', 'resnet20', 'resnet56', 'resnet8x4', 'resnet32x4', 'mobilenet_v1', 'mobilenet_v1_075',
+            'mobilenet_v1_050', 'mobilenet_v1_025', 'mobilenet_v2',
             'resnet34', 'convnet4', 'resnet12']
 # spatial size of each stage output at the model's input size, and the embedding dimension
 STAGES = {**{n: ([32, 16, 8], 64 * int(n.split('_')[2])) for n in EXPECTED if n.startswith('wrn')},
           **{f'resnet{d}': ([32, 16, 8], 64) for d in (14, 20, 32, 44, 50, 56, 110)},
           'resnet8x4': ([32, 16, 8], 256), 'resnet32x4': ([32, 16, 8], 256),
           'mobilenet_v1': ([112, 56, 28, 14, 7], 1024), 'mobilenet_v2': ([16, 8, 4, 2], 1280),
+          **{f'mobilenet_v1_{w}': ([112, 56, 28, 14, 7], d) for w, d in (('075', 768), ('050', 512), ('025', 256))},
           'resnet34': ([56, 28, 14, 7], 512), 'convnet4': ([42, 21, 10, 5], 64), 'resnet12': ([42, 21, 10, 5], 640)}
 
 

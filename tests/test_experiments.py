@@ -3,7 +3,8 @@ import csv, json, subprocess, sys
 from pathlib import Path
 import pytest
 from refilled.experiments import (validate_params, ParameterError, METHODS, run_id, append_result, read_results, RESULT_COLUMNS,
-                                  distill, CIFAR_OVERLAPS)
+                                  distill, student_task, CIFAR_OVERLAPS)
+from refilled.core import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -317,7 +318,8 @@ def _folder(root, classes=('ant', 'bee', 'cat'), n=(6, 3)):
             (root/part/c).mkdir(parents=True, exist_ok=True)
             for j in range(k):
                 img = np.random.default_rng([ci, j, part == 'test']).integers(0, 255, (20, 20, 3), dtype=np.uint8)
-                img[..., ci] = 255                                   # a class colour the student can learn
+                img[..., ci % 3] = 255                               # a class colour the student can learn ...
+                if ci >= 3: img[:5 * (ci // 3)] = 0                  # ... and past three classes, a dark band of its own
                 Image.fromarray(img).save(root/part/c/f'{j}.png')
     return root
 
@@ -425,3 +427,28 @@ def test_a_kernel_that_never_started_is_started_again(tmp_path, monkeypatch):
     monkeypatch.setattr(papermill, 'execute_notebook', broken)
     with pytest.raises(RuntimeError, match='something else'): cli._execute_run('t.ipynb', str(tmp_path/'o.ipynb'), {}, 'python3', str(tmp_path))
     assert len(calls) == 3
+
+
+def test_the_gkd_preset_on_an_image_folder(tmp_path):
+    """The preset on a user's folder: it trains the teacher on the first half of the classes (its own folder, key and
+    normalisation), the student sees the overlap's share of them, a second run finds both finished; incremental
+    learning scores the teacher's classes on their own test images."""
+    from refilled.incremental import incremental
+    data = _folder(tmp_path/'imgs', classes=tuple('abcdefgh'), n=(5, 2))
+    kw = dict(dataset=f'imagefolder:{data}', size=16, resize=18, teacher='convnet4', teacher_epochs=1, teacher_val_frac=0.2, student='convnet4', epochs=2,
+              batch_size=8, val_per_class=1, work_dir=str(tmp_path/'w'), verbose=False, deterministic=True)
+    with pytest.raises(ParameterError, match="'cifar-fs' is CIFAR-100's order"): validate_params('distill', dict(kw, order='cifar-fs'))
+    with pytest.raises(ParameterError, match="parameter 'classes' describes `data`"): validate_params('distill', dict(kw, classes='0-3'))
+    row = distill(method='refilled', overlap=50, **kw)
+    assert (row['data'], row['overlap'], row['stage_epochs']) == (kw['dataset'], 50, '1+2') and row['teacher_test_acc'] is not None
+    (tdir,) = (tmp_path/'w'/'teachers').iterdir()
+    assert tdir.name.startswith('imagefolder-imgs-convnet4-')
+    p = validate_params('distill', dict(kw, overlap=50))
+    assert p['order'] == 'natural'
+    task = student_task(p, tmp_path/'w')
+    assert task.classes.tolist() == [2, 3, 4, 5] and task.seen.tolist() == [True, True, False, False] and task.size == 16
+    assert distill(method='refilled', overlap=50, **kw)['stage_dirs'] == row['stage_dirs']          # both stages found finished
+    assert distill(method='student', overlap=50, **dict(kw, size=18, resize=20))['run_id'] != distill(method='student', overlap=50, **kw)['run_id']
+    with pytest.raises(InputError, match='k/4 for k = 0..4'): distill(method='student', overlap=60, **kw)
+    r = incremental('teacher_lr', lr_Cs='1.0', **kw, overlap=0)
+    assert (r['n_old_images'], r['n_new_images']) == (8, 8) and 0 <= r['hm'] <= 100                  # 2 test images x 4 classes each side

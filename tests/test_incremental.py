@@ -91,3 +91,22 @@ def test_ewc_keeps_the_weights_that_matter_closer_than_fine_tuning():
         sp, tp = dict(st.named_parameters()), dict(T.model.named_parameters())
         dist[lam] = ewc_penalty([sp[n] for n in F_], [tp[n] for n in F_], list(F_.values())).item()
     assert dist[big] < 0.75 * dist[0.0], dist
+
+
+@pytest.mark.parametrize('name', ['cpu_incremental', 'cub_incremental'])
+def test_incremental_parameter_files_validate(name):
+    "Every (method, student, seed) run of the incremental parameter files passes `incremental`'s checks, as the notebook calls it."
+    import yaml
+    from pathlib import Path
+    from refilled.incremental import _inc_params, INCREMENTAL_METHODS
+    f = yaml.safe_load((Path(__file__).resolve().parents[1]/'experiments'/'params'/f'{name}.yaml').read_text())
+    assert set(f['methods']) == set(INCREMENTAL_METHODS)
+    for m in f['methods']:
+        for s in ([f['run']['teacher']] if m in ('teacher_lr', 'teacher_ft', 'ewc') else f['students']):
+            for seed in f['seeds']:
+                p, ip = _inc_params(m, f['ewc_lam'], f['lwof_weight'], f['lwof_tau'], f['lr_Cs'],
+                                    dict(f['run'], protocol=f['protocol'], seed=seed, student=s, results_csv=f['results_csv'], work_dir=f['work_dir']))
+                assert p['overlap'] == 0 and ip['method'] == m
+    if name == 'cub_incremental':
+        assert p['dataset'] == 'imagefolder:cub100_proxy_128' and p['order'] == 'natural' and (p['size'], p['resize']) == (112, 128)
+        assert f['students'] == ['mobilenet_v1', 'mobilenet_v1_075', 'mobilenet_v1_050', 'mobilenet_v1_025']

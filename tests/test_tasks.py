@@ -346,7 +346,7 @@ def test_gkd_task_options():
     assert np.array_equal(r.classes, gkd_split('cifar100', 0.2, 'random', seed=5).student_classes)
     assert len(r.test_y) == 0 and int(r.seen.sum()) == 10
     with pytest.raises(InputError, match='overlap must be one of'): gkd_task('cifar100', 0.5)
-    with pytest.raises(InputError, match='dataset must be one of'): gkd_task('cifar10')
+    with pytest.raises(InputError, match="unknown source 'cifar10'; known: 'cifar100', 'cub'"): gkd_task('cifar10')
 
 
 @pytest.mark.needs_data('cub100_proxy')
