@@ -24,8 +24,8 @@ from .experiments import (METHODS, Stage, ParameterError, validate_params, stude
 
 # %% auto #0
 __all__ = ['INCREMENTAL_CRITERIA', 'INCREMENTAL_METHODS', 'INCREMENTAL_COLUMNS', 'TABLE15', 'joint_weights', 'joint_predict',
-           'incremental_scores', 'joint_labels', 'lwof_loss', 'LwoF', 'fisher_diagonal', 'ewc_penalty', 'EWC',
-           'old_rows', 'incremental_eval', 'with_lwof', 'teacher_lr_rows', 'incremental', 'incremental_table']
+           'incremental_scores', 'joint_labels', 'joint_margins', 'lwof_loss', 'LwoF', 'fisher_diagonal', 'ewc_penalty',
+           'EWC', 'old_rows', 'incremental_eval', 'with_lwof', 'teacher_lr_rows', 'incremental', 'incremental_table']
 
 # %% ../nbs/11_incremental.ipynb #cf2de8fc
 def joint_weights(old_W:Tensor, # [|C'|, d] old-class weight vectors (rows)
@@ -66,6 +66,18 @@ def joint_labels(y_old:Tensor, # labels of old-class test images, 0..|C'|-1 in t
                  n_old:int)->Tensor:
     "The union test set's joint labels: the old ones as they are, the new ones shifted by |C'|."
     return torch.cat([torch.as_tensor(y_old).long(), torch.as_tensor(y_new).long() + n_old])
+
+# %% ../nbs/11_incremental.ipynb #486645ba
+def joint_margins(emb:Tensor, # [N, d] embeddings φ(x)
+                  W:Tensor, # [|C'| + |C|, d] from `joint_weights`
+                  n_old:int, # |C'|
+                  is_old:Tensor, # [N] bool: is the image of an old class?
+                 )->dict: # {margin_old, margin_new}
+    "Mean of max old-class score − max new-class score over the old-class images and over the new-class images."
+    S = emb.float() @ W.T
+    m = (S[:, :n_old].max(1).values - S[:, n_old:].max(1).values).cpu()
+    is_old = torch.as_tensor(is_old, dtype=torch.bool).cpu()
+    return dict(margin_old=m[is_old].mean().item(), margin_new=m[~is_old].mean().item())
 
 # %% ../nbs/11_incremental.ipynb #d8cd8748
 def lwof_loss(student_old_logits:Tensor, # [B, |C'|] the student's old-class logits Ŵᵀφ(x)
@@ -218,11 +230,13 @@ def incremental_eval(model:nn.Module, # any model with `.embed` (the student, or
                      x_old:Tensor, y_old:Tensor, # old-class test images and labels 0..|C'|-1
                      x_new:Tensor, y_new:Tensor, # new-class test images and labels 0..|C|-1
                      *, mean, std, device=None)->dict:
-    "Table 15's four criteria (%) of the joint classifier [old_W; new_W] on `model`'s embedding of the union test set."
+    "Table 15's four criteria (%) of the joint classifier [old_W; new_W] on `model`'s embedding of the union test set, and its margins."
     W = joint_weights(old_W, new_W)
     if W.shape[0] != len(old_W) + len(new_W): raise InputError("joint weights lost rows")
     emb = torch.cat([embed_all(model, x, mean=mean, std=std, device=device) for x in (x_old, x_new)])
-    return incremental_scores(joint_predict(emb, W.to(emb.device)).cpu(), joint_labels(y_old, y_new, len(old_W)), len(old_W))
+    y = joint_labels(y_old, y_new, len(old_W))
+    s = incremental_scores(joint_predict(emb, W.to(emb.device)).cpu(), y, len(old_W))
+    return {**s, **joint_margins(emb, W.to(emb.device), len(old_W), y < len(old_W))}
 
 # %% ../nbs/11_incremental.ipynb #4405b79c
 @patch(cls_method=True)
@@ -273,7 +287,7 @@ def teacher_lr_rows(teacher, task, *, Cs=(0.01, 0.1, 1.0, 10.0), device=None)->t
 # %% ../nbs/11_incremental.ipynb #ea90b24d
 INCREMENTAL_COLUMNS = ['protocol', 'tag', 'method', 'student', 'teacher', 'seed', 'epochs', 'stage_epochs', 'acc_old', 'acc_new', 'acc_all',
                        'hm', 'new_test_acc', 'val_acc_best', 'lr_C', 'ewc_lam', 'lwof_weight', 'lwof_tau', 'train_per_class',
-                       'n_old_images', 'n_new_images', 'teacher_test_acc', 'teacher_hash', 'wall_s', 'device', 'commit']
+                       'n_old_images', 'n_new_images', 'teacher_test_acc', 'teacher_hash', 'wall_s', 'device', 'commit', 'margin_old', 'margin_new']
 
 def _inc_params(method, ewc_lam, lwof_weight, lwof_tau, lr_Cs, params):
     if method not in INCREMENTAL_METHODS: raise ParameterError(f"parameter 'method' must be one of {list(INCREMENTAL_METHODS)}, got {method!r}")
@@ -341,7 +355,8 @@ def incremental(method:str='refilled_lwof', # a key of `INCREMENTAL_METHODS`
                val_acc_best=None if val is None else round(val, 2), lr_C=C, ewc_lam=ip['ewc_lam'] if method == 'ewc' else None,
                lwof_weight=ip['lwof_weight'] if method.endswith('_lwof') else None, lwof_tau=ip['lwof_tau'] if method.endswith('_lwof') else None,
                train_per_class=p['train_per_class'], n_old_images=s['n_old_images'], n_new_images=s['n_new_images'],
-               teacher_test_acc=T.get('test_acc'), teacher_hash=T['hash'], wall_s=round(time.time() - t0, 1), device=device_name(device), commit=commit)
+               teacher_test_acc=T.get('test_acc'), teacher_hash=T['hash'], wall_s=round(time.time() - t0, 1), device=device_name(device), commit=commit,
+               margin_old=round(s['margin_old'], 3), margin_new=round(s['margin_new'], 3))
     if p['results_csv']: append_result(row, p['results_csv'], columns=INCREMENTAL_COLUMNS)
     return row
 
