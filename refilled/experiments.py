@@ -196,7 +196,7 @@ PRESET_OVERLAPS = {'cifar100': CIFAR_OVERLAPS, 'cub': (0, 25, 50, 75, 100)}   # 
 
 def _dataset(v):
     if v in PRESET_OVERLAPS: return None
-    if isinstance(v, str) and v.startswith('imagefolder:'): return None if v[len('imagefolder:'):].strip() else "'imagefolder:PATH' needs a PATH"
+    if isinstance(v, str) and v.startswith('imagefolder:'): return _data(v)   # the same check as `data`'s folders
     return f"must be one of {list(PRESET_OVERLAPS)} or 'imagefolder:PATH' (the GKD preset's source)"
 
 def _data(v):
@@ -289,23 +289,6 @@ def _matches_logits(p)->bool:
     "Does a stage of the run's method compare the teacher's logits class by class (kd, dkd)?"
     return any(DISTILLERS[st.distiller].matches_logits for st in METHODS[p['method']](p))
 
-def _preset_keys(p)->tuple:
-    "The parameters of `DATA_KEYS` that describe the GKD preset's own source: the input size of a resizable one, an image folder's test share."
-    if p['dataset'] == 'cifar100': return ()
-    return ('size', 'resize') + (('test_frac',) if p['dataset'].startswith('imagefolder:') else ())
-
-def _preset_checks(p, defaults):
-    "The GKD preset (data=None): the class order and overlap must exist for its source (an image folder's overlaps are checked by its split), `data`'s own parameters stay unset."
-    if p.get('data') is not None: return
-    for k in DATA_KEYS:
-        if k in p and p[k] != defaults[k] and k not in _preset_keys(p):
-            raise ParameterError(f"parameter {k!r} describes `data`, but data=None (the GKD preset of {p['dataset']}); got {p[k]!r}")
-    if p['order'] == 'cifar-fs' and p['dataset'] != 'cifar100':
-        raise ParameterError(f"parameter 'order': 'cifar-fs' is CIFAR-100's order; {p['dataset']!r} has 'natural' and 'random'")
-    if 'overlap' in p and p['dataset'] in PRESET_OVERLAPS and p['overlap'] not in PRESET_OVERLAPS[p['dataset']]:
-        raise ParameterError(f"parameter 'overlap' must be one of {list(PRESET_OVERLAPS[p['dataset']])} for {p['dataset']} (percent of "
-                             f"the student's classes the teacher knows); got {p['overlap']!r}")
-
 def _cross_checks(p, defaults):
     if p['data'] is None:
         if p['teacher'] not in list_models():
@@ -323,6 +306,25 @@ def _cross_checks(p, defaults):
         raise ParameterError("parameter 'max_impostors' applies to tuple_mode='masked' only")
     if p['stage1_epochs'] is None and p['epochs'] < 2 and any(s.select == 'val_ncm' for s in METHODS[p['method']](p)):
         raise ParameterError(f"parameter 'epochs': method {p['method']!r} has a stage 1 of epochs//2 epochs, so epochs must be ≥ 2 (or set stage1_epochs)")
+
+# %% ../nbs/08_experiments.ipynb #171eadba
+def _preset_keys(p)->tuple:
+    "The parameters of `DATA_KEYS` that describe the GKD preset's own source: the input size of a resizable one, an image folder's test share."
+    if p['dataset'] == 'cifar100': return ()
+    return ('size', 'resize') + (('test_frac',) if p['dataset'].startswith('imagefolder:') else ())
+
+def _preset_checks(p, defaults):
+    "The GKD preset (data=None): the class order and overlap must exist for its source (an image folder's overlaps are checked by its split), `data`'s own parameters stay unset."
+    if p.get('data') is not None: return
+    for k in DATA_KEYS:
+        if k in p and p[k] != defaults[k] and k not in _preset_keys(p):
+            raise ParameterError(f"parameter {k!r} describes `data`, but data=None (the GKD preset of {p['dataset']}); got {p[k]!r}")
+    if p['order'] == 'cifar-fs' and p['dataset'] != 'cifar100':
+        raise ParameterError(f"parameter 'order': 'cifar-fs' is CIFAR-100's order; {p['dataset']!r} has 'natural' and 'random'")
+    if 'overlap' in p and p['dataset'] in PRESET_OVERLAPS and p['overlap'] not in PRESET_OVERLAPS[p['dataset']]:
+        raise ParameterError(f"parameter 'overlap' must be one of {list(PRESET_OVERLAPS[p['dataset']])} for {p['dataset']} (percent of "
+                             f"the student's classes the teacher knows); got {p['overlap']!r}")
+
 
 # %% ../nbs/08_experiments.ipynb #3a36696f
 def _key(obj, n=16)->str:
@@ -572,7 +574,7 @@ def run_teacher(p:dict, # validated `distill` parameters
     out['teacher'].to(device).eval()
     return out
 
-# %% ../nbs/08_experiments.ipynb #5dc92ee7
+# %% ../nbs/08_experiments.ipynb #e2c4251d
 def _teacher_args(name, kw, p, T, task, work, device)->tuple:
     "(`kw` with the teacher-derived arguments distiller `name` needs, the calibration of its τ_T or None)."
     calib = None
@@ -598,6 +600,8 @@ def _distiller_for(st, p, student, T, task, work, device)->tuple:
     kw, calib = _teacher_args(st.distiller, dict(st.kwargs), p, T, task, work, device)
     return create_distiller(st.distiller, student, None if st.distiller in ('vanilla', 'batch_smooth') else T['teacher'], **kw), calib
 
+
+# %% ../nbs/08_experiments.ipynb #bdd908bf
 def _schedule_shape(p)->dict:
     "`fit`'s milestones/gamma/nesterov where the run sets them (absent at the defaults: older stage keys stay valid)."
     d = _signature_defaults(getattr(distill, '__wrapped__', distill))
@@ -609,6 +613,8 @@ def _last_phase(epochs:int, schedule:str, milestones=(0.25, 0.5, 0.75))->int:
     last = epochs - step_milestones(epochs, milestones)[-1] if schedule == 'step' else 0
     return min(epochs, max(10, last))
 
+
+# %% ../nbs/08_experiments.ipynb #830a577b
 def _from_teacher(teacher, task, seed):
     "A stage's student copied from the teacher's network (`Stage(init='teacher')`); it must see the teacher's own normalisation."
     if (tuple(teacher.input_mean), tuple(teacher.input_std)) != (tuple(teacher.mean), tuple(teacher.std)):
@@ -616,15 +622,22 @@ def _from_teacher(teacher, task, seed):
                              f"{tuple(teacher.input_mean)}/{tuple(teacher.input_std)}, the teacher's {tuple(teacher.mean)}/{tuple(teacher.std)}")
     return student_from_teacher(teacher, task.num_classes, seed=seed)
 
+
+# %% ../nbs/08_experiments.ipynb #bec97c7d
+def _split_key(p, task)->dict:
+    "What a stage's images depend on: the classes, seed and hold-out; for any source but the CIFAR-100 preset also the input size and split sizes."
+    k = dict(dataset=p['dataset'], order=p['order'], classes=[int(c) for c in task.classes], seed=p['seed'],
+             tpc=p['train_per_class'], vpc=p['val_per_class'], vf=p['val_frac'])
+    if p['data'] is not None: k['data'] = p['data']
+    if p['data'] is not None or p['dataset'] != 'cifar100': k.update(size=task.size, n=[len(task.train_y), len(task.val_y), len(task.test_y)])
+    return k
+
 def train_stages(p:dict, task, T:dict, work:Path, device:torch.device,
                  stages:list|None=None, # the stages to train (default: `METHODS[p['method']](p)`)
                 )->tuple:
     "Train every stage of `p['method']` (resuming finished ones); returns (student with the last stage's selected weights, stages, fit results, init hash, calibrations)."
     amp = None if p['amp'] == 'auto' else p['amp']
-    split_key = dict(dataset=p['dataset'], order=p['order'], classes=[int(c) for c in task.classes], seed=p['seed'],
-                     tpc=p['train_per_class'], vpc=p['val_per_class'], vf=p['val_frac'])
-    if p['data'] is not None: split_key.update(data=p['data'], size=task.size, n=[len(task.train_y), len(task.val_y), len(task.test_y)])
-    elif p['dataset'] != 'cifar100': split_key.update(size=task.size, n=[len(task.train_y), len(task.val_y), len(task.test_y)])
+    split_key = _split_key(p, task)
     seed_everything(p['seed']); student = create_model(p['student'], task.num_classes); init_hash = state_dict_hash(student)
     stages, results, calibs, prev_key = METHODS[p['method']](p) if stages is None else list(stages), [], [], None
     if not stages: raise ValueError(f"method {p['method']!r} has no stage to train")
@@ -648,6 +661,7 @@ def train_stages(p:dict, task, T:dict, work:Path, device:torch.device,
         prev_key = skey
     student.load_state_dict(load_checkpoint(Path(results[-1].run_dir)/'best.pt')['student'])
     return student, stages, results, init_hash, calibs
+
 
 # %% ../nbs/08_experiments.ipynb #bddb5449
 def _r2(v): return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(v, 2)

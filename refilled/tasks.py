@@ -16,7 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from .core import data_root, atomic_write_bytes, file_lock, InputError, DataError, MissingDataError
 from .data import (CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD, TaskData, load_cifar100, load_cub,
-                           load_miniimagenet, load_dogs, gkd_split, make_task)
+                           load_miniimagenet, load_dogs, gkd_split, make_task, _DATASET_ALIASES)
 
 # %% auto #0
 __all__ = ['IMG_EXTENSIONS', 'SOURCES', 'Source', 'FolderArrays', 'load_imagefolder', 'load_source', 'Task', 'make_student_task',
@@ -440,7 +440,7 @@ def make_student_task(spec:str|os.PathLike, # 'cifar100', 'cub', 'miniimagenet',
 def source_split(dataset, overlap, order, order_seed, *, size=None, resize=None, root=None, cache_dir=None, **kw):
     "`gkd_split` of any source: CIFAR-100 and CUB by the paper's protocol, any other by its class count (the source is loaded)."
     n = None
-    if str(dataset).lower() not in ('cifar100', 'cub'):   # no protocol of its own: count its classes
+    if str(dataset).lower() not in _DATASET_ALIASES:   # no protocol of its own (gkd_split's table): count its classes
         if _parse_spec(dataset)[0].name == 'imagefolder': kw['cache_dir'] = cache_dir
         n = len(_class_names(load_source(dataset, root, size=size, resize=resize, **kw)[1]))
     try: return gkd_split(dataset, overlap, order, order_seed, n_classes=n)
