@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['PAPER_WRN16_1', 'PAPER_NCM_WRN16_1', 'PAPER_AUC', 'REPDISTILLER_R56_R20', 'roc_auc', 'batch_weights',
            'distill_grad_gap', 'kd_lkd_gradient_curve', 'by_value', 'summarize', 'format_table', 'paired_gains',
-           'budget_gains', 't_quantile', 't_interval', 'paired_interval', 'decide', 'format_summaries',
-           'format_intervals', 'missing_runs', 'comparison_report', 'format_anchored', 'load_history', 'tsne_2d',
-           'harmonic_mean']
+           'budget_gains', 'cost_in_epochs', 't_quantile', 't_interval', 'paired_interval', 'decide',
+           'format_summaries', 'format_intervals', 'missing_runs', 'comparison_report', 'format_anchored',
+           'load_history', 'tsne_2d', 'harmonic_mean']
 
 # %% ../nbs/07_eval.ipynb #c4e2defd
 import json, math, statistics
@@ -173,6 +173,21 @@ def budget_gains(rows:list, # result rows (dicts), e.g. from `refilled.experimen
     "Per seed: `student_long` (1.5·E epochs) minus `student` (E epochs) in `value`, for every E both have a row for."
     return paired_gains(rows, 'student_long', 'student', value=value, keys=('E', *keys))
 
+# %% ../nbs/07_eval.ipynb #eb737e74
+def cost_in_epochs(rows:list, # result rows (dicts) with `wall_s` and `epochs`
+                   method:str, # the method whose cost is measured
+                   control:str='student_long', # a vanilla (cross-entropy) run of the same seed, timed on the same machine
+                   keys=('E', 'overlap', 'seed', 'student', 'train_per_class'), # what a pair must share
+                  )->list:
+    "Per seed: `method`'s wall-clock time / `control`'s (`ratio`) and that ratio times `control`'s epochs (`cost_epochs`)."
+    if method == control:
+        return [{**{k: r.get(k) for k in keys}, 'method': method, 'ratio': 1.0, 'cost_epochs': float(r['epochs'])}
+                for r in rows if r.get('method') == method and r.get('epochs') is not None and r.get('wall_s') is not None]
+    epochs = {tuple(g[k] for k in keys): g['baseline_value'] for g in paired_gains(rows, method, control, 'epochs', keys)}
+    return [{**{k: g[k] for k in keys}, 'method': method, 'ratio': (q := g['method_value']/g['baseline_value']),
+             'cost_epochs': q*epochs[tuple(g[k] for k in keys)]}
+            for g in paired_gains(rows, method, control, 'wall_s', keys) if tuple(g[k] for k in keys) in epochs]
+
 # %% ../nbs/07_eval.ipynb #0cde07bd
 def t_quantile(p:float, df:float)->float:
     "The `p`-quantile of Student's t distribution with `df` degrees of freedom."
@@ -235,14 +250,20 @@ def format_summaries(rows:list, by=('method',), values=('test_acc_best_val',), f
             cells[tuple(s[c] for c in by)][v] = _mean_sd_n(s, f)
     return _fixed_width([*by, *values], [[*k, *(cells[k].get(v, '—') for v in values)] for k in keys])
 
-def format_intervals(intervals:list, cols=('overlap', 'E'), min_gain:float|None=None)->str:
+def _decision(x:dict, min_gain:float, planned:int|None=None)->str:
+    "`decide`'s outcome, marked provisional while fewer than the `planned` seeds are paired."
+    d = decide(x, min_gain)
+    return f"provisional: {d} ({x['n']} of {planned} seeds)" if planned and 2 <= x['n'] < planned else d
+
+def format_intervals(intervals:list, cols=('overlap', 'E'), min_gain:float|None=None,
+                     planned:int|None=None)->str: # the seeds the rule was written for: fewer make a decision provisional
     "A text table of `paired_interval` results; with `min_gain`, each line's `decide` outcome too."
     f = lambda x: 'nan' if math.isnan(x) else f'{x:+.2f}'
     lvl = f"{intervals[0]['level']:.0%} interval" if intervals else 'interval'
     head = ['method', 'control', *cols, 'n', 'seeds', 'mean ± sd', lvl] + (['decision'] if min_gain is not None else [])
     body = [[x['method'], x['control'], *(x.get(c) for c in cols), x['n'], ','.join(map(str, x['seeds'])),
              f(x['mean']) + (f" ± {x['sd']:.2f}" if x['n'] > 1 else ''), f"[{f(x['lo'])}, {f(x['hi'])}]"]
-            + ([decide(x, min_gain)] if min_gain is not None else []) for x in intervals]
+            + ([_decision(x, min_gain, planned)] if min_gain is not None else []) for x in intervals]
     return _fixed_width(head, body, left=('seeds', 'decision'))
 
 # %% ../nbs/07_eval.ipynb #463c6fd3
@@ -264,7 +285,7 @@ def comparison_report(rows:list, # the rows of one experiment (e.g. one tag of o
     for i, v in enumerate(values):
         iv = [x for m, c in rules for x in paired_interval(rows, m, c, v, by=by, level=level)]
         out.append(f"paired gain method − control in {v}, " + (f'decided (min_gain {min_gain:g})' if i == 0 else 'shown only') + '\n'
-                   + (format_intervals(iv, cols=by, min_gain=min_gain if i == 0 else None) if iv else 'no pairs yet'))
+                   + (format_intervals(iv, cols=by, min_gain=min_gain if i == 0 else None, planned=len(seeds)) if iv else 'no pairs yet'))
     return '\n\n'.join(out)
 
 # %% ../nbs/07_eval.ipynb #ddb8d014

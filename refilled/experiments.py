@@ -213,6 +213,8 @@ def _teacher(v):
         return None if v.split(':', 1)[1] in torchvision.models.list_models() else f"names no torchvision model ({v.split(':', 1)[1]!r})"
     return f"must be a registered model {list_models()}, a public teacher {list(PUBLIC_TEACHERS)} or 'torchvision:NAME'"
 
+
+# %% ../nbs/08_experiments.ipynb #8dbc8698
 def _parses(fn): 
     def check(v):
         try: fn(v); return None
@@ -221,6 +223,8 @@ def _parses(fn):
             return msg.rsplit('; got ', 1)[0]
     return check
 
+
+# %% ../nbs/08_experiments.ipynb #b003e27b
 CHECKS = dict(
     protocol=lambda v: None if isinstance(v, str) and v.replace('_', '').isalnum() else 'must be a name of letters, digits and _',
     tag=lambda v: None if isinstance(v, str) and (v == '' or v.replace('_', '').replace('-', '').isalnum()) else 'must be letters, digits, - and _',
@@ -384,11 +388,29 @@ def preset_teacher_task(p:dict, # validated `distill` or `train_teacher` paramet
 
 # %% ../nbs/08_experiments.ipynb #e826d86a
 def _load_state(path):
+    "A checkpoint's weights: `fit`'s `best.pt` (its 'student'), a {'state_dict': …} dict or a plain state dict; never unpickled."
     sd = torch.load(path, map_location='cpu', weights_only=True)
     if isinstance(sd, dict) and 'student' in sd: sd = sd['student']
     elif isinstance(sd, dict) and 'state_dict' in sd: sd = sd['state_dict']
     return sd
 
+
+# %% ../nbs/08_experiments.ipynb #92f6f4ba
+def _fit_or_load_teacher(model, p, task, desc, device, amp)->str:
+    "Load `teacher_ckpt` into `model`, or train it (cached under a key of `desc` and the recipe, resumable); returns the checkpoint path."
+    if p['teacher_ckpt']:
+        model.load_state_dict(_load_state(p['teacher_ckpt'])); return str(p['teacher_ckpt'])
+    tkey = _key(dict(desc, epochs=p['teacher_epochs'], bs=p['teacher_batch_size'], lr=p['teacher_lr'], sched=p['teacher_schedule'],
+                     seed=p['teacher_seed'], tpc=p['teacher_train_per_class'], vf=p['teacher_val_frac'], wd=p['weight_decay'], mo=p['momentum']))
+    run_dir = _work_dir(p)/'teachers'/f"{_source_name(p['dataset'])}-{p['teacher']}-{tkey}"
+    fit(create_distiller('vanilla', model), task, epochs=p['teacher_epochs'], mean=task.mean, std=task.std, batch_size=p['teacher_batch_size'],
+        lr=p['teacher_lr'], schedule=p['teacher_schedule'], weight_decay=p['weight_decay'], momentum=p['momentum'], seed=p['teacher_seed'],
+        device=device, amp=amp, deterministic=p['deterministic'], run_dir=run_dir, resume=True, verbose=p['verbose'], config=desc)
+    model.load_state_dict(load_checkpoint(run_dir/'best.pt')['student'])
+    return str(run_dir/'best.pt')
+
+
+# %% ../nbs/08_experiments.ipynb #cadd54b0
 @call_parse
 def train_teacher(dataset:str='cifar100', # the preset's source: 'cifar100', 'cub' or 'imagefolder:PATH'
                   order:str=None, # class order of the GKD split: None = the protocol's ('cifar-fs' for CIFAR-100, else 'natural'), or 'random' (seeded by teacher_seed)
@@ -421,17 +443,7 @@ def train_teacher(dataset:str='cifar100', # the preset's source: 'cifar100', 'cu
     amp = None if p['amp'] == 'auto' else p['amp']
     seed_everything(p['teacher_seed']); model = create_model(p['teacher'], len(classes))
     desc = dict(dataset=p['dataset'], order=p['order'], model=p['teacher'], classes=classes, **_source_keys(p))
-    if p['teacher_ckpt']:
-        model.load_state_dict(_load_state(p['teacher_ckpt'])); run_dir = None; ck_path = str(p['teacher_ckpt'])
-    else:
-        tkey = _key(dict(desc, epochs=p['teacher_epochs'], bs=p['teacher_batch_size'], lr=p['teacher_lr'], sched=p['teacher_schedule'],
-                         seed=p['teacher_seed'], tpc=p['teacher_train_per_class'], vf=p['teacher_val_frac'], wd=p['weight_decay'], mo=p['momentum']))
-        run_dir = _work_dir(p)/'teachers'/f"{_source_name(p['dataset'])}-{p['teacher']}-{tkey}"
-        fit(create_distiller('vanilla', model), task, epochs=p['teacher_epochs'], mean=mean, std=std, batch_size=p['teacher_batch_size'], lr=p['teacher_lr'],
-            schedule=p['teacher_schedule'], weight_decay=p['weight_decay'], momentum=p['momentum'], seed=p['teacher_seed'],
-            device=device, amp=amp, deterministic=p['deterministic'], run_dir=run_dir, resume=True, verbose=p['verbose'], config=desc)
-        ck_path = str(run_dir/'best.pt')
-        model.load_state_dict(load_checkpoint(ck_path)['student'])
+    ck_path = _fit_or_load_teacher(model, p, task, desc, device, amp)
     model.to(device)
     val = accuracy(predict(model, task.val_x, mean=mean, std=std, device=device), task.val_y) if len(task.val_y) else float('nan')
     test = accuracy(predict(model, task.test_x, mean=mean, std=std, device=device), task.test_y)
