@@ -293,6 +293,11 @@ def _matches_logits(p)->bool:
     "Does a stage of the run's method compare the teacher's logits class by class (kd, dkd)?"
     return any(DISTILLERS[st.distiller].matches_logits for st in METHODS[p['method']](p))
 
+def _calibrates(p)->bool:
+    "Does a stage of the run's method fit its teacher temperature on the validation split (`tau_teacher='calibrated'`)?"
+    kws = [kw for st in METHODS[p['method']](p) for kw in (st.kwargs, st.kwargs.get('base_kwargs') or {})]
+    return any(kw.get('tau_teacher') == 'calibrated' and 'ncm_form' in kw for kw in kws)
+
 def _cross_checks(p, defaults):
     if p['data'] is None:
         if p['teacher'] not in list_models():
@@ -306,6 +311,9 @@ def _cross_checks(p, defaults):
         if _matches_logits(p) and getattr(PUBLIC_TEACHERS.get(p['teacher']), 'source', None) != p['data']:
             raise ParameterError(f"parameter 'method': {p['method']!r} needs a teacher trained on the student's classes of the same source "
                                  f"(a public teacher of {p['data']!r}); got teacher {p['teacher']!r}")
+    if _calibrates(p) and p['val_per_class'] is None and p['val_frac'] == 0:
+        raise ParameterError("parameter 'tau_teacher': 'calibrated' fits stage 2's temperature on the validation split, but val_frac=0 "
+                             "holds no images out; hold some out (val_per_class, val_frac) or give a number (the paper's: 2)")
     if p['tuple_mode'] == 'official' and p['max_impostors'] is not None:
         raise ParameterError("parameter 'max_impostors' applies to tuple_mode='masked' only")
     if p['stage1_epochs'] is None and p['epochs'] < 2 and any(s.select == 'val_ncm' for s in METHODS[p['method']](p)):
@@ -748,12 +756,12 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
             val_frac:float=0.1, # fraction of each class held out for validation when val_per_class is None
             lam:float=2.0, # λ of Eq. 9/10 (the paper's best is close to 2)
             weights:str='pl', # instance weights of stage 2: pl (Eq. 9), gap, official, none
-            ncm_form:str='cosine', # teacher NCM logits (Eq. 7): cosine, dot (official), paper (ratio as printed)
-            tau_teacher:str=2.0, # stage-2 teacher temperature (paper: 2), or 'calibrated': fitted on the validation split (min. NLL)
+            ncm_form:str='dot', # teacher NCM logits (Eq. 7): dot (as printed; official), cosine, paper (ratio)
+            tau_teacher:str='calibrated', # stage-2 teacher temperature: 'calibrated' (fitted on the validation split, min. NLL) or a number (paper: 2)
             tau_student:float=1.0, # stage-2 student temperature (paper: 1)
-            cm_tau_teacher:float=2.0, # stage-1 teacher temperature in Eq. 4 (paper: 2)
-            cm_tau_student:float=1.0, # stage-1 student temperature in Eq. 4 (paper: 1)
-            cm_scale:float=1.0, # stage-1 loss multiplier (official: 1000)
+            cm_tau_teacher:float=0.5, # stage-1 teacher temperature in Eq. 4 (paper: 2)
+            cm_tau_student:float=0.5, # stage-1 student temperature in Eq. 4 (paper: 1)
+            cm_scale:float=10.0, # stage-1 loss multiplier (paper: 1; official: 1000)
             tuple_mode:str='masked', # tuples: masked (all semi-hard impostors) or official (batch-global minimum K)
             margin:float=None, # semi-hard margin (official: 0.2; paper: none)
             max_impostors:int=None, # K̂ of Table 21 (None: all)

@@ -28,6 +28,9 @@ def test_unknown_and_cross_parameter_errors():
     with pytest.raises(ParameterError, match="needs overlap=100"): validate_params('distill', {'method': 'kd', 'overlap': 60})
     with pytest.raises(ParameterError, match="max_impostors"): validate_params('distill', {'tuple_mode': 'official', 'max_impostors': 5})
     with pytest.raises(ParameterError, match="epochs must be"): validate_params('distill', {'method': 'refilled', 'epochs': 1})
+    with pytest.raises(ParameterError, match="parameter 'tau_teacher': 'calibrated' fits"): validate_params('distill', {'val_frac': 0.0})
+    for ok in ({'val_frac': 0.0, 'tau_teacher': 2.0}, {'val_frac': 0.0, 'method': 'refilled_emb'}, {'val_frac': 0.0, 'val_per_class': 5}):
+        validate_params('distill', ok)   # a fixed temperature, a method without stage 2, an explicit hold-out
     with pytest.raises(ParameterError, match="unknown parameter"): validate_params('train_teacher', {'method': 'student'})
     p = validate_params('distill', {'method': 'kd', 'overlap': 100})
     assert p['overlap'] == 100 and p['lam'] == 2.0
@@ -46,6 +49,13 @@ def test_recipes_follow_the_paper():
     assert st['student'][0].epochs == 100 and st['student_long'][0].epochs == 150 and st['refilled_onestage'][0].epochs == 150
     assert [s.distiller for s in st['rkd']] == ['rkd', 'vanilla'] and [s.distiller for s in st['aml']] == ['aml', 'vanilla']
     assert st['refilled'][0].kwargs == st['refilled_emb'][0].kwargs == st['refilled_minus'][0].kwargs   # the shared stage 1
+
+
+def test_refilled_defaults_are_the_choices_made_on_validation():
+    "The recipe's defaults are P0's choices (gkd_fidelity): dot NCM at a calibrated τ_T; tuple temperatures 0.5 / 0.5 at scale 10."
+    s1, s2 = METHODS['refilled'](validate_params('distill', {}))
+    assert (s1.kwargs['tau_teacher'], s1.kwargs['tau_student'], s1.kwargs['scale']) == (0.5, 0.5, 10.0)
+    assert (s2.kwargs['ncm_form'], s2.kwargs['tau_teacher'], s2.kwargs['lam']) == ('dot', 'calibrated', 2.0)
 
 
 def test_the_controls_that_isolate_each_stage():
@@ -139,7 +149,8 @@ def test_distill_end_to_end_on_real_cifar(tmp_path):
     rows = read_results(tmp_path/'r.csv')
     assert [r['method'] for r in rows] == ['refilled', 'student'] and rows[0]['run_id'] == a['run_id']
     # the readouts and the teacher-target diagnostics (overlap 0: the teacher saw none of the student's classes)
-    assert a['val_acc_lastq'] is not None and a['test_acc_last10'] is not None and a['tau_value'] == 2.0
+    assert a['val_acc_lastq'] is not None and a['test_acc_last10'] is not None
+    assert a['tau_teacher'] == 'calibrated' and isinstance(a['tau_value'], float) and a['tau_value'] > 0   # the default: fitted on validation
     assert 0 < a['cm_entropy_rel'] <= 1 and 0 < a['tgt_entropy_rel'] <= 1 and a['tgt_peak_ratio'] >= 1
     assert a['lam_seen'] is None and 0 < a['lam_unseen'] <= 2 * a['lam']
     assert b['cm_entropy_rel'] is None and b['tgt_entropy_rel'] is None and b['test_acc_last10'] is not None
@@ -293,6 +304,10 @@ def test_protocol_rows_keep_their_run_ids():
     _, runs = load_sweep(ROOT/'experiments'/'params'/'cpu_cifar.yaml')
     rows = [r for r in read_results(ROOT/'experiments'/'results'/'gkd_cifar.csv') if r['protocol'] == 'cpu_cifar']
     assert len(rows) >= 40
+    assert [r['run_id'] for r in rows if r['run_id'] not in {x['run_id'] for x in runs}] == []
+    _, runs = load_sweep(ROOT/'experiments'/'params'/'cpu_fidelity.yaml')   # every value it ran with is in the file, not a default
+    rows = [r for r in read_results(ROOT/'experiments'/'results'/'gkd_fidelity.csv') if r['protocol'] == 'cpu_fidelity']
+    assert len(rows) >= 23
     assert [r['run_id'] for r in rows if r['run_id'] not in {x['run_id'] for x in runs}] == []
 
 
