@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'OFFICIAL', 'TEACHER_KEYS', 'NORMS', 'CIFAR_OVERLAPS', 'PRESET_OVERLAPS', 'CHECKS', 'DATA_KEYS',
-           'FOREIGN_TEACHER_KEYS', 'RESULT_COLUMNS', 'COMMON_KEYS', 'SCHEDULE_KEYS', 'EXTRA_KEYS', 'HPARAM_COLUMNS',
-           'RECORD_MARK', 'Stage', 'method', 'ParameterError', 'parse_norm', 'parse_key_map', 'parse_milestones',
-           'parse_kwargs', 'parse_classes', 'validate_params', 'git_commit', 'device_name', 'preset_teacher_task',
-           'train_teacher', 'append_result', 'read_results', 'used_hparams', 'run_id', 'student_task', 'run_teacher',
-           'train_stages', 'readouts', 'diagnostics', 'result_row', 'distill', 'load_run', 'record_line',
-           'check_record']
+           'FOREIGN_TEACHER_KEYS', 'NCM_STAGES', 'RESULT_COLUMNS', 'COMMON_KEYS', 'SCHEDULE_KEYS', 'EXTRA_KEYS',
+           'HPARAM_COLUMNS', 'RECORD_MARK', 'Stage', 'method', 'ParameterError', 'parse_norm', 'parse_key_map',
+           'parse_milestones', 'parse_kwargs', 'parse_classes', 'validate_params', 'git_commit', 'device_name',
+           'preset_teacher_task', 'train_teacher', 'append_result', 'read_results', 'used_hparams', 'run_id',
+           'student_task', 'run_teacher', 'train_stages', 'readouts', 'diagnostics', 'result_row', 'distill',
+           'load_run', 'record_line', 'check_record']
 
 # %% ../nbs/08_experiments.ipynb #ad41e53d
 import csv, dataclasses, hashlib, inspect, io, json, math, os, platform, re, subprocess, time
@@ -293,10 +293,15 @@ def _matches_logits(p)->bool:
     "Does a stage of the run's method compare the teacher's logits class by class (kd, dkd)?"
     return any(DISTILLERS[st.distiller].matches_logits for st in METHODS[p['method']](p))
 
+NCM_STAGES = ('refilled_stage2', 'refilled_onestage')   # the distillers built on the teacher's NCM classifier (centres, τ_T)
+
+def _calibrated(name, kw)->bool:
+    "Does distiller `name` with arguments `kw` (or the one it wraps, `base`) fit τ_T on the validation split?"
+    return (name in NCM_STAGES and kw.get('tau_teacher') == 'calibrated') or ('base' in kw and _calibrated(kw['base'], kw.get('base_kwargs') or {}))
+
 def _calibrates(p)->bool:
     "Does a stage of the run's method fit its teacher temperature on the validation split (`tau_teacher='calibrated'`)?"
-    kws = [kw for st in METHODS[p['method']](p) for kw in (st.kwargs, st.kwargs.get('base_kwargs') or {})]
-    return any(kw.get('tau_teacher') == 'calibrated' and 'ncm_form' in kw for kw in kws)
+    return any(_calibrated(st.distiller, st.kwargs) for st in METHODS[p['method']](p))
 
 def _cross_checks(p, defaults):
     if p['data'] is None:
@@ -598,7 +603,7 @@ def run_teacher(p:dict, # validated `distill` parameters
 def _teacher_args(name, kw, p, T, task, work, device)->tuple:
     "(`kw` with the teacher-derived arguments distiller `name` needs, the calibration of its τ_T or None)."
     calib = None
-    if name in ('refilled_stage2', 'refilled_onestage'):
+    if name in NCM_STAGES:
         cache = work/'centers' if p['data'] is None else work/'centers'/T['hash']
         ev = dict(mean=task.mean, std=task.std, device=device, cache_dir=cache)
         kw['centers'] = teacher_centers(T['teacher'], task.train_x, task.train_y, task.num_classes, **ev)
