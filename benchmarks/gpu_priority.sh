@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU runs issue 22 needs most, for a lent GPU machine (no network, 64 MiB of working tree, 10 minutes a command):
-# `student_long` and REFILLED at E = 338 (near the vanilla plateau), 60 % overlap, seeds 0-1 (grid gpu_e338 of
+# `student_long` and P3's REFILLED variant (`refilled_lkd_long`) at E = 338 (near the vanilla plateau), 60 % overlap, seeds 0-1 (grid gpu_e338 of
 # experiments/params/cpu_fidelity.yaml; gpu_e338_s2 holds seed 2 for a second lease), fp32, 4 runs at once on the GPU,
 # the committed cpu_cifar teacher resumed (not retrained).
 #
