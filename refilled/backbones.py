@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['MODELS', 'PUBLISHED_PARAMS', 'INPUT_SIZE', 'Backbone', 'WideResNet', 'CifarResNet', 'MobileNetV1', 'MobileNetV2',
-           'TorchvisionResNet', 'ConvNet4', 'ResNet12', 'list_models', 'create_model', 'count_params', 'param_table',
-           'format_param_table']
+           'TorchvisionResNet', 'ConvNet4', 'ResNet12', 'list_models', 'create_model', 'default_lr', 'count_params',
+           'param_table', 'format_param_table']
 
 # %% ../nbs/02_backbones.ipynb #d80da6fd
 import inspect, math
@@ -26,6 +26,7 @@ def _rename_legacy_head(module, state_dict, prefix, *args):
 class Backbone(nn.Module):
     "Base of all registry models: `forward_features` -> (stage maps, φ(x)); `embed` = φ; `forward` = classifier(φ(x))."
     legacy_heads = ('fc.',)   # state_dict prefixes that public checkpoints use for our `classifier.`
+    lr = 0.1                  # the initial SGD learning rate `distill` trains this architecture at unless given one (`default_lr`)
     embed_dim: int
     def __init__(self):
         super().__init__()
@@ -246,6 +247,7 @@ class TorchvisionResNet(Backbone):
 # %% ../nbs/02_backbones.ipynb #c2fface0
 class ConvNet4(Backbone):
     "4 x [conv3x3, BN, ReLU, maxpool2] then a global max-pool: the few-shot ConvNet; embedding `hidden`."
+    lr = 0.03   # at 0.1 it diverges in its first epoch and predicts one class (see "Learning rates"); chosen on validation
     def __init__(self, num_classes:int=64, # outputs of the classifier
                  hidden:int=64, # channels of every block
                 ):
@@ -344,6 +346,14 @@ def create_model(name:str, # a name from `list_models()`
     bad = sorted(set(kw) - set(ok))
     if bad: raise TypeError(f"{name} does not take {bad}; it accepts {ok}")
     return f(num_classes=num_classes, **kw)
+
+# %% ../nbs/02_backbones.ipynb #f084b311
+def default_lr(name:str, # a name from `list_models()`
+              )->float:
+    "The initial SGD learning rate `distill` trains registry model `name` at unless given one: its class's `lr`."
+    if name not in MODELS: raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
+    f = MODELS[name]
+    return (f.func if isinstance(f, partial) else f).lr
 
 # %% ../nbs/02_backbones.ipynb #5f9dbff7
 PUBLISHED_PARAMS = {  # name: (num_classes the figure is for, kw, millions as printed, source)

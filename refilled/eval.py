@@ -177,7 +177,7 @@ def budget_gains(rows:list, # result rows (dicts), e.g. from `refilled.experimen
 def cost_in_epochs(rows:list, # result rows (dicts) with `wall_s` and `epochs`
                    method:str, # the method whose cost is measured
                    control:str='student_long', # a vanilla (cross-entropy) run of the same seed, timed on the same machine
-                   keys=('E', 'overlap', 'seed', 'student', 'train_per_class'), # what a pair must share
+                   keys=('E', 'overlap', 'seed', 'student', 'train_per_class', 'cpu'), # what a pair must share (`cpu`: one machine kind)
                   )->list:
     "Per seed: `method`'s wall-clock time / `control`'s (`ratio`) and that ratio times `control`'s epochs (`cost_epochs`)."
     if method == control:

@@ -7,8 +7,8 @@ __all__ = ['METHODS', 'OFFICIAL', 'TEACHER_KEYS', 'NORMS', 'CIFAR_OVERLAPS', 'PR
            'FOREIGN_TEACHER_KEYS', 'NCM_STAGES', 'RESULT_COLUMNS', 'COMMON_KEYS', 'SCHEDULE_KEYS', 'EXTRA_KEYS',
            'HPARAM_COLUMNS', 'RECORD_MARK', 'Stage', 'method', 'ParameterError', 'parse_norm', 'parse_key_map',
            'parse_milestones', 'parse_kwargs', 'parse_classes', 'validate_params', 'git_commit', 'device_name',
-           'preset_teacher_task', 'train_teacher', 'append_result', 'read_results', 'used_hparams', 'run_id',
-           'student_task', 'run_teacher', 'train_stages', 'readouts', 'diagnostics', 'result_row', 'distill',
+           'cpu_name', 'preset_teacher_task', 'train_teacher', 'append_result', 'read_results', 'used_hparams',
+           'run_id', 'student_task', 'run_teacher', 'train_stages', 'readouts', 'diagnostics', 'result_row', 'distill',
            'load_run', 'record_line', 'check_record']
 
 # %% ../nbs/08_experiments.ipynb #ad41e53d
@@ -22,7 +22,7 @@ from .core import (seed_everything, teachers_root, default_device, data_root, at
 from .data import (CIFAR100_MEAN as MEAN, CIFAR100_STD as STD, IMAGENET_MEAN,
                            IMAGENET_STD)
 from .tasks import SOURCES, Task, gkd_task, gkd_teacher_task, make_student_task, source_split
-from .backbones import create_model, list_models
+from .backbones import create_model, list_models, default_lr
 from .teachers import PUBLIC_TEACHERS, Teacher, load_teacher, teacher_accuracy, student_from_teacher
 from .distillers import create_distiller, teacher_centers, ncm_temperature, state_dict_hash, tensor_hash, DISTILLERS
 from .train import fit, load_checkpoint, predict, accuracy, ncm_accuracy, step_milestones
@@ -269,6 +269,7 @@ def validate_params(kind:str, # 'distill' or 'train_teacher'
     unknown = sorted(set(params) - set(defaults))
     if unknown: raise ParameterError(f"unknown parameter(s) {unknown} for {kind}; known: {sorted(defaults)}")
     p = {**defaults, **params}
+    if kind == 'distill' and p.get('lr') is None and p.get('student') in list_models(): p['lr'] = default_lr(p['student'])   # before run_id sees it
     if isinstance(p.get('amp'), str) and p['amp'].lower() in ('true', 'false'): p['amp'] = p['amp'].lower() == 'true'  # from the CLI
     if isinstance(p.get('tau_teacher'), str) and p['tau_teacher'] != 'calibrated':   # a number, from the CLI
         try: p['tau_teacher'] = float(p['tau_teacher'])
@@ -370,6 +371,12 @@ def device_name(device:torch.device)->str:
     if device.type == 'cuda': return torch.cuda.get_device_name(device)
     return f'cpu-{torch.get_num_threads()}t'
 
+def cpu_name()->str:
+    "The host CPU for result rows: its model and the instruction set torch's kernels use here (e.g. 'AMD EPYC 7B13, AVX2')."
+    try: model = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): import platform; model = platform.processor() or platform.machine()
+    return f'{model}, {torch.backends.cpu.get_cpu_capability()}'
+
 def _resolve_device(v): return default_device() if v == 'auto' else torch.device(v)
 def _work_dir(p):
     "The run's work folder: `work_dir`; 'temp' = a fresh temporary folder (nothing reused); None = $REFILLED_WORK or ~/.cache/refilled/work."
@@ -468,7 +475,7 @@ RESULT_COLUMNS = ['protocol', 'method', 'overlap', 'student', 'teacher', 'seed',
                   'ncm_acc_init', 'stage_epochs', 'teacher_test_acc', 'lam', 'tau_teacher', 'tuple_mode', 'weights', 'ncm_form',
                   'max_impostors', 'cm_scale', 'tag', 'init_hash', 'teacher_hash', 'run_id', 'E', 'data', 'teacher_ckpt',
                   'val_acc_lastq', 'test_acc_last10', 'cm_tau_teacher', 'cm_tau_student', 'tau_value', 'cm_entropy_rel', 'tgt_entropy_rel',
-                  'tgt_peak_ratio', 'lam_seen', 'lam_unseen']
+                  'tgt_peak_ratio', 'lam_seen', 'lam_unseen', 'cpu']
 
 def append_result(row:dict, path:str|Path,
                   columns:list|None=None, # the file's columns (None: `RESULT_COLUMNS`, the distill rows')
@@ -725,7 +732,7 @@ def result_row(p:dict, task, T:dict, student, stages:list, results:list, init_ha
                 ncm_acc=None if s1 is None else _r2(s1.test_acc_best_val), val_ncm_best=None if s1 is None else _r2(s1.best_val),
                 ncm_acc_final=_r2(ncm_final), ncm_acc_init=_r2(ncm_init),
                 wall_s=round(sum(h.get('secs', 0) for r in results for h in r.history), 1),
-                device=device_name(device), commit=commit, train_per_class=p['train_per_class'] or '',
+                device=device_name(device), cpu=cpu_name(), commit=commit, train_per_class=p['train_per_class'] or '',
                 teacher_test_acc=_r2(T['test_acc']), **used_hparams(stages), init_hash=init_hash,
                 teacher_hash=T['hash'], run_id=run_id(p), E=p['epochs'], data=p['data'] or p['dataset'],
                 teacher_ckpt=None if p['data'] is None else T['checkpoint'],
@@ -749,7 +756,7 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
             stage1_epochs:int=None, # epochs of the embedding stage (default E//2)
             long_factor:float=1.5, # compute-matched control: student_long trains long_factor*E epochs
             batch_size:int=256, # batch size of the student (paper: 256)
-            lr:float=0.1, # initial learning rate of each student stage
+            lr:float=None, # initial learning rate of each student stage (None: the student's, `default_lr`: 0.1; ConvNet-4 0.03)
             momentum:float=0.9, # SGD momentum (Nesterov unless nesterov=False)
             weight_decay:float=5e-4, # SGD weight decay
             schedule:str='step', # LR schedule of each stage: step (x lr_decay at lr_milestones), cosine, constant
