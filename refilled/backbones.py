@@ -352,8 +352,9 @@ def default_lr(name:str, # a name from `list_models()`
               )->float:
     "The initial SGD learning rate `distill` trains registry model `name` at unless given one: its class's `lr`."
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
-    f = MODELS[name]
-    return (f.func if isinstance(f, partial) else f).lr
+    return _model_class(name).lr
+
+def _model_class(name): f = MODELS[name]; return f.func if isinstance(f, partial) else f   # a registry entry's class
 
 # %% ../nbs/02_backbones.ipynb #5f9dbff7
 PUBLISHED_PARAMS = {  # name: (num_classes the figure is for, kw, millions as printed, source)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from .core import teachers_root, InputError, CheckpointError, MissingDataError
 from .data import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD, MINIIMAGENET_SPLIT
-from .backbones import MODELS, INPUT_SIZE, Backbone, create_model, _rename_legacy_head
+from .backbones import MODELS, INPUT_SIZE, Backbone, create_model, _rename_legacy_head, _model_class
 
 # %% auto #0
 __all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'CIFAR10_CLASSES', 'PUBLIC_TEACHERS', 'read_state_dict', 'load_weights', 'Teacher',
@@ -293,8 +293,6 @@ PUBLIC_TEACHERS = {
 }
 
 # %% ../nbs/02b_teachers.ipynb #5b6fe9f9
-def _model_class(name): f = MODELS[name]; return f.func if isinstance(f, partial) else f
-
 def _default_input(model):
     "(mean, std, size) by default: CIFAR-100's at 32 px for the registry's CIFAR models, else ImageNet's at 224 (84: few-shot)."
     if isinstance(model, Backbone):
