@@ -30,7 +30,7 @@ help:
 	@echo "make docs-check - build the docs and load every page in headless Chromium (apt-get installs it when missing)"
 	@echo "make readme - regenerate README.md from nbs/index.ipynb"
 	@echo "make smoke-runs - re-record the smoke-scale papermill runs that make test verifies with nbval"
-	@echo "make bench  - print the CPU benchmarks (data pipeline, backbones, CM loss, step overhead)"
+	@echo "make bench  - print the CPU benchmarks (data pipeline, backbones, CM loss, step overhead, subnormal teacher weights)"
 
 $(STAMP): settings.ini setup.py constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -90,6 +90,7 @@ bench: install
 	$(BIN)/python benchmarks/backbone_throughput.py
 	$(BIN)/python benchmarks/cm_loss.py
 	$(BIN)/python benchmarks/step_overhead.py
+	$(BIN)/python benchmarks/subnormal_teacher.py
 
 clean:
 	rm -rf _proc _docs .pytest_cache

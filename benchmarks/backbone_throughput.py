@@ -8,10 +8,11 @@ gives img/s. Runs on 2 cores shared with other jobs vary by about +-10 %.
 Usage:  GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184 \\
         .venv/bin/python benchmarks/backbone_throughput.py [--seconds 3] [--models wrn_16_1 resnet8x4] [--contiguous]
 """
-import argparse, os, platform, statistics, time
+import argparse, os, statistics, time
 import torch
 import torch.nn.functional as F
 from refilled.backbones import create_model, count_params
+from refilled.experiments import cpu_name
 
 CIFAR_MODELS = ['wrn_40_2', 'wrn_16_2', 'wrn_40_1', 'wrn_16_1', 'wrn_28_4', 'wrn_16_4', 'wrn_28_2', 'resnet14', 'resnet20',
                 'resnet32', 'resnet56', 'resnet50', 'resnet110', 'resnet8x4', 'resnet32x4', 'mobilenet_v2']
@@ -41,9 +42,7 @@ def main():
     ap.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s choice)')
     args = ap.parse_args()
     if args.threads: torch.set_num_threads(args.threads)
-    cpu = platform.processor() or platform.machine()
-    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): pass
+    cpu = cpu_name()                                             # model and torch's CPU capability (AVX2, AVX512, ...)
     print(f"machine: {cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {torch.get_num_threads()} torch "
           f"threads, GLIBC_TUNABLES={'set' if os.environ.get('GLIBC_TUNABLES') else 'unset'}, "
           f"load average at start {' '.join(f'{v:.1f}' for v in os.getloadavg())}")

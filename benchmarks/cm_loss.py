@@ -16,7 +16,7 @@ embedding: nearly every other-class instance is farther than the neighbour, the 
 Run: GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184 .venv/bin/python benchmarks/cm_loss.py
 Options: --device cuda, --batches 64 128, --reps N, --no-step (skip the WRN step timing).
 """
-import argparse, os, platform, statistics, sys, time
+import argparse, os, statistics, sys, time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ from torch.utils._pytree import tree_flatten
 
 from refilled.tuples import mine_tuples
 from refilled.losses import comparison_matching_loss, CM_PRESETS
+from refilled.experiments import cpu_name
 
 N_CLASSES, D_STUDENT, D_TEACHER = 50, 64, 128
 
@@ -136,7 +137,7 @@ def main():
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
-    print(f'# machine: {platform.machine()} {platform.processor() or "?"}, os.cpu_count()={os.cpu_count()}, '
+    print(f'# machine: {cpu_name()}, os.cpu_count()={os.cpu_count()}, '
           f'torch threads={torch.get_num_threads()}, torch {torch.__version__}, device={dev}'
           + (f' ({torch.cuda.get_device_name(dev)})' if dev.type == 'cuda' else ''))
     print(f'# GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "(unset)")}')

@@ -9,21 +9,20 @@ machine (~1,600 img/s, channels_last), so the input pipeline is never the bottle
 Usage:  GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184 \\
         REFILLED_DATA=/path/to/data .venv/bin/python benchmarks/data_pipeline.py [--epochs 2] [--workers 2]
 """
-import argparse, os, platform, time
+import argparse, os, time
 from types import SimpleNamespace
 import numpy as np
 import torch
 import torchvision.transforms as T
 from torch.utils.data import DataLoader
+from refilled.experiments import cpu_name
 from refilled.data import load_cifar100, BatchLoader, ArrayDataset, CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD
 
 TARGET = 16_000
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): pass
+    cpu = cpu_name()                                             # model and torch's CPU capability (AVX2, AVX512, ...)
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ''
     return (f"{cpu}, {os.cpu_count()} logical CPUs{gpu}, torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
             f"GLIBC_TUNABLES={'set' if os.environ.get('GLIBC_TUNABLES') else 'unset'}, "

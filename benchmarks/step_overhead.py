@@ -14,7 +14,7 @@ and the ratios stage/floor (target: each <= 1.10).
     python benchmarks/step_overhead.py                          # CPU, fp32, channels_last
     python benchmarks/step_overhead.py --device cuda --amp      # GPU, bf16 autocast, channels_last
 """
-import argparse, os, platform, statistics, sys, time
+import argparse, os, statistics, sys, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from refilled.backbones import create_model
 from refilled.distillers import create_distiller
 from refilled.train import train_step
 from refilled.data import CIFAR100_MEAN, CIFAR100_STD
+from refilled.experiments import cpu_name
 
 PAIRS = [('wrn_16_2', 'wrn_16_1'), ('wrn_40_2', 'wrn_16_2')]
 
@@ -97,7 +98,7 @@ def main():
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.threads: torch.set_num_threads(args.threads)
-    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{cpu_name()}, {torch.get_num_threads()} threads'
     print(f"step overhead: batch {args.batch}, {'bf16 autocast' if args.amp else 'fp32'}, channels_last, median of {args.steps} interleaved steps")
     print(f"machine: {name}; torch {torch.__version__}; GLIBC_TUNABLES={'set' if os.environ.get('GLIBC_TUNABLES') else 'unset'}")
     ok = True

@@ -571,7 +571,7 @@ def _foreign_teacher(p, task):
                      model_kwargs=parse_kwargs(p['teacher_kwargs']) or None, input_mean=task.mean, input_std=task.std, what='teacher_ckpt')
     pub = PUBLIC_TEACHERS.get(p['teacher'])
     return dict(teacher=t, classes=_teacher_classes(pub, p, task), checkpoint=str(p['teacher_ckpt'] or teachers_root()/pub.file),
-                hash=_key([state_dict_hash(t.model), list(t.mean), list(t.std), t.size]))
+                hash=_key([state_dict_hash(t), list(t.mean), list(t.std), t.size]))
 
 def _teacher_classes(pub, p, task):
     "The teacher's outputs as class ids of the student's source (a public teacher of that source), else None."

@@ -18,8 +18,8 @@ from .data import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD, MINI
 from .backbones import MODELS, INPUT_SIZE, Backbone, create_model, _rename_legacy_head, _model_class
 
 # %% auto #0
-__all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'CIFAR10_CLASSES', 'PUBLIC_TEACHERS', 'read_state_dict', 'load_weights', 'Teacher',
-           'PublicTeacher', 'load_teacher', 'teacher_accuracy', 'student_from_teacher']
+__all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'CIFAR10_CLASSES', 'PUBLIC_TEACHERS', 'read_state_dict', 'load_weights',
+           'zero_subnormals_', 'Teacher', 'PublicTeacher', 'load_teacher', 'teacher_accuracy', 'student_from_teacher']
 
 # %% ../nbs/02b_teachers.ipynb #23bd377f
 def _abbrev(items, n=3):
@@ -162,10 +162,32 @@ def _add_model_prefix(module, state_dict, prefix, *args):
     for k in [k for k in state_dict if k.startswith(prefix) and not k.startswith(prefix + 'model.')]:
         state_dict[prefix + 'model.' + k[len(prefix):]] = state_dict.pop(k)
 
+# %% ../nbs/02b_teachers.ipynb #0b8cca72
+@torch.no_grad()
+def zero_subnormals_(model:nn.Module)->dict:
+    "Set `model`'s subnormal float parameters and buffers to 0 in place; returns {state_dict key: (flat indices, old values)}."
+    sd = model.state_dict(keep_vars=True)
+    masks = {k: (t != 0) & (t.abs() < torch.finfo(t.dtype).tiny) for k, t in sd.items() if t.is_floating_point()}
+    kept = {k: (m.reshape(-1).nonzero().squeeze(1), sd[k].detach().reshape(-1)[m.reshape(-1)].clone())
+            for k, m in masks.items() if m.any()}                 # every key first: tied weights are restored under each name
+    for k in kept: sd[k].detach().masked_fill_(masks[k], 0)
+    return kept
+
+def _restore_subnormals(module, state_dict, prefix, local_metadata):
+    "state_dict post-hook: the checkpoint's subnormal values back in place of the zeros the teacher computes with."
+    for k, (idx, old) in module._subnormals.items():
+        if isinstance(v := state_dict.get(prefix + k), torch.Tensor) and not isinstance(v, nn.Parameter):   # not keep_vars
+            v = v.detach().clone(memory_format=torch.contiguous_format)
+            v.view(-1)[idx.to(v.device)] = old.to(v.device, v.dtype); state_dict[prefix + k] = v
+
+def _rezero_subnormals(module, incompatible_keys):
+    "load_state_dict post-hook: zero the subnormals of the weights just loaded (and remember them for `state_dict`)."
+    module._subnormals = zero_subnormals_(module.model)
+
 # %% ../nbs/02b_teachers.ipynb #4efc0318
 class Teacher(nn.Module):
     "A frozen trained classifier: `embed` = φ_T (the input of its final nn.Linear), `forward` = logits, own input normalisation and size."
-    def __init__(self, model:nn.Module, # the trained network (frozen in place)
+    def __init__(self, model:nn.Module, # the trained network (frozen in place, subnormal weights zeroed)
                  *, mean=IMAGENET_MEAN, std=IMAGENET_STD, # the normalisation it was trained with (of pixel/255)
                  size:int|None=224, # its input size (None: any size, never resized)
                  layer:str|None=None, # its final nn.Linear (default: a Backbone's `classifier`, or fc/classifier/head)
@@ -185,6 +207,8 @@ class Teacher(nn.Module):
         self.register_buffer('_scale', torch.ones(1, 3, 1, 1), persistent=False)
         self.register_buffer('_shift', torch.zeros(1, 3, 1, 1), persistent=False)
         self.register_state_dict_post_hook(_strip_model_prefix); self.register_load_state_dict_pre_hook(_add_model_prefix)
+        self._subnormals = zero_subnormals_(model)               # computes without them; state_dict reports them
+        self.register_state_dict_post_hook(_restore_subnormals); self.register_load_state_dict_post_hook(_rezero_subnormals)
         for p in self.parameters(): p.requires_grad_(False)
         self.eval().adapt(input_mean, input_std)
 
