@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['DISTILLERS', 'freeze', 'Distiller', 'fp32', 'register', 'create_distiller', 'Vanilla', 'LogitDistiller', 'KD', 'DKD',
-           'tensor_hash', 'state_dict_hash', 'embed_all', 'teacher_centers', 'ncm_temperature', 'RefilledStage1',
-           'RefilledStage2', 'RefilledOneStage', 'BatchSmoothing', 'RKD', 'AML', 'FitNet', 'AT', 'NST']
+           'tensor_hash', 'state_dict_hash', 'embed_all', 'teacher_centers', 'ncm_temperature', 'calibration_warning',
+           'RefilledStage1', 'RefilledStage2', 'RefilledOneStage', 'BatchSmoothing', 'RKD', 'AML', 'FitNet', 'AT',
+           'NST']
 
 # %% ../nbs/05_distillers.ipynb #2d3a7867
 import hashlib, inspect, json, math
@@ -265,6 +266,17 @@ def ncm_temperature(teacher:nn.Module, # the teacher (its embedding φ_T)
         from refilled.core import atomic_write_text
         f.parent.mkdir(parents=True, exist_ok=True); atomic_write_text(json.dumps(out), f)
     return out
+
+# %% ../nbs/05_distillers.ipynb #af5c1f2c
+def calibration_warning(calib:dict, # an `ncm_temperature` result
+                        max_nll:float=0.05, # held-out NLL (nats) below which the images look like the teacher's training data
+                       )->str|None:
+    "Why an `ncm_temperature` fit is suspect (its held-out NLL below `max_nll`), else None."
+    if calib['nll'] >= max_nll: return None
+    return (f"tau_teacher='calibrated' fitted tau {calib['tau']:.3g} on {calib['n']} held-out images on which the teacher's NCM has "
+            f"NLL {calib['nll']:.3f} nats: it is almost never wrong there, as on images it was trained on, so the stage-2 target is "
+            "near one-hot. If the teacher saw these images (e.g. it was trained on the whole training set), pass tau_teacher as a "
+            "number chosen on the student's validation accuracy (the paper uses 2)")
 
 # %% ../nbs/05_distillers.ipynb #8c1bb0ab
 @torch.no_grad()

@@ -6,8 +6,8 @@
 __all__ = ['PAPER_WRN16_1', 'PAPER_NCM_WRN16_1', 'PAPER_AUC', 'REPDISTILLER_R56_R20', 'roc_auc', 'batch_weights',
            'distill_grad_gap', 'kd_lkd_gradient_curve', 'by_value', 'summarize', 'format_table', 'paired_gains',
            'budget_gains', 'cost_in_epochs', 't_quantile', 't_interval', 'paired_interval', 'decide',
-           'format_summaries', 'format_intervals', 'missing_runs', 'comparison_report', 'format_anchored',
-           'load_history', 'tsne_2d', 'harmonic_mean']
+           'format_summaries', 'format_intervals', 'missing_runs', 'comparison_report', 'choose_setting',
+           'keep_setting', 'format_anchored', 'load_history', 'tsne_2d', 'harmonic_mean']
 
 # %% ../nbs/07_eval.ipynb #c4e2defd
 import json, math, statistics
@@ -287,6 +287,25 @@ def comparison_report(rows:list, # the rows of one experiment (e.g. one tag of o
         out.append(f"paired gain method − control in {v}, " + (f'decided (min_gain {min_gain:g})' if i == 0 else 'shown only') + '\n'
                    + (format_intervals(iv, cols=by, min_gain=min_gain if i == 0 else None, planned=len(seeds)) if iv else 'no pairs yet'))
     return '\n\n'.join(out)
+
+# %% ../nbs/07_eval.ipynb #94344b34
+def choose_setting(rows:list, # result rows (dicts), e.g. from `refilled.experiments.read_results`
+                   method:str, # the method whose hyper-parameter is chosen
+                   param:str, # the column holding it, e.g. 'tau_teacher'
+                   value:str='val_acc_lastq', # a validation readout: the highest wins
+                   seed=0, # the seed the candidates ran with
+                  )->tuple:
+    "(the `param` of `method`'s `seed` row with the highest `value`, the candidate rows); (None, []) without candidates."
+    if 'test' in value: raise ValueError(f"value {value!r} is a test readout: choose a setting on validation")
+    cand = [r for r in rows if r.get('method') == method and r.get('seed') == seed and r.get(value) is not None]
+    if len({str(r.get(param)) for r in cand}) < len(cand):
+        raise ValueError(f"two {method} rows of seed {seed} with the same {param}: the choice is ambiguous")
+    if not cand: return None, []
+    return max(cand, key=lambda r: float(r[value])).get(param), cand   # max keeps the first of equal rows
+
+def keep_setting(rows:list, method:str, param:str, setting)->list:
+    "`rows` without `method`'s rows whose `param` is not `setting`."
+    return [r for r in rows if r.get('method') != method or r.get(param) == setting]
 
 # %% ../nbs/07_eval.ipynb #ddb8d014
 REPDISTILLER_R56_R20 = {  # CIFAR-100 test top-1 (%), resnet56 -> resnet20, 240 epochs, all 50,000 training images

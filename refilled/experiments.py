@@ -12,7 +12,7 @@ __all__ = ['METHODS', 'OFFICIAL', 'TEACHER_KEYS', 'NORMS', 'CIFAR_OVERLAPS', 'PR
            'load_run', 'record_line', 'check_record']
 
 # %% ../nbs/08_experiments.ipynb #ad41e53d
-import csv, dataclasses, hashlib, inspect, io, json, math, os, platform, re, subprocess, time
+import csv, dataclasses, hashlib, inspect, io, json, math, os, platform, re, subprocess, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -24,7 +24,8 @@ from .data import (CIFAR100_MEAN as MEAN, CIFAR100_STD as STD, IMAGENET_MEAN,
 from .tasks import SOURCES, Task, gkd_task, gkd_teacher_task, make_student_task, source_split
 from .backbones import create_model, list_models, default_lr
 from .teachers import PUBLIC_TEACHERS, Teacher, load_teacher, teacher_accuracy, student_from_teacher
-from .distillers import create_distiller, teacher_centers, ncm_temperature, state_dict_hash, tensor_hash, DISTILLERS
+from .distillers import (create_distiller, teacher_centers, ncm_temperature, calibration_warning, state_dict_hash, tensor_hash,
+                                 DISTILLERS)
 from .train import fit, load_checkpoint, predict, accuracy, ncm_accuracy, step_milestones
 
 # %% ../nbs/08_experiments.ipynb #ee1eedcb
@@ -620,6 +621,7 @@ def _teacher_args(name, kw, p, T, task, work, device)->tuple:
             kw['tau_teacher'] = calib['tau']
             if p['verbose']: print(f"tau_teacher='calibrated': {calib['tau']:.4g} on {calib['n']} validation images "
                                    f"(NLL {calib['nll']:.3f}; at tau 1: {calib['nll_tau1']:.3f}, at 2: {calib['nll_tau2']:.3f})", flush=True)
+            if (w := calibration_warning(calib)) is not None: warnings.warn(w, stacklevel=2)   # a teacher that saw the hold-out
     if DISTILLERS[name].matches_logits: kw.update(teacher_classes=T['classes'], student_classes=[int(c) for c in task.classes])
     if 'base' in kw:   # a wrapper (e.g. LwoF) around the distiller `base`: that one gets its own arguments
         kw['base_kwargs'], calib = _teacher_args(kw['base'], dict(kw.get('base_kwargs') or {}), p, T, task, work, device)
