@@ -294,10 +294,12 @@ def choose_setting(rows:list, # result rows (dicts), e.g. from `refilled.experim
                    param:str, # the column holding it, e.g. 'tau_teacher'
                    value:str='val_acc_lastq', # a validation readout: the highest wins
                    seed=0, # the seed the candidates ran with
+                   among=None, # the settings the rule names (a list); None: every row of `seed` is a candidate
                   )->tuple:
     "(the `param` of `method`'s `seed` row with the highest `value`, the candidate rows); (None, []) without candidates."
     if 'test' in value: raise ValueError(f"value {value!r} is a test readout: choose a setting on validation")
-    cand = [r for r in rows if r.get('method') == method and r.get('seed') == seed and r.get(value) is not None]
+    cand = [r for r in rows if r.get('method') == method and r.get('seed') == seed and r.get(value) is not None
+            and (among is None or r.get(param) in among)]
     if len({str(r.get(param)) for r in cand}) < len(cand):
         raise ValueError(f"two {method} rows of seed {seed} with the same {param}: the choice is ambiguous")
     if not cand: return None, []

@@ -396,7 +396,7 @@ def test_the_schedule_shape_enters_the_identity_only_when_set():
     assert _last_phase(96, 'step', (0.625, 0.75, 0.875)) == 12 and _last_phase(240, 'step', (0.625, 0.75, 0.875)) == 30
 
 
-@pytest.mark.parametrize('name,grids', [('cpu_standard_kd', {'budget': 2, 'seed0': 7, 'tau': 2, 'seeds': 6, 'seeds_refilled': 2}), ('repdistiller_cifar', {'all': 27})])
+@pytest.mark.parametrize('name,grids', [('cpu_standard_kd', {'budget': 2, 'seed0': 7, 'tau': 2, 'seeds': 6, 'seeds_refilled': 2, 'tau_paper': 1}), ('repdistiller_cifar', {'all': 27})])
 def test_standard_kd_protocols_validate(name, grids):
     "Every run of the standard-KD parameter files validates; the CPU one gives the student at least 15,000 SGD steps."
     from refilled.cli import load_sweep
@@ -412,6 +412,8 @@ def test_standard_kd_protocols_validate(name, grids):
         tau = [r['params'] for r in runs if r['grid'] == 'tau']   # the temperature choice: REFILLED, seed 0, numbers only
         assert {(p['method'], p['seed'], p['tau_teacher']) for p in tau} == {('refilled', 0, 2.0), ('refilled', 0, 1.0)}
         assert b['tau_teacher'] == 'calibrated'   # the seed-0 row's recipe, the third candidate
+        late = [r['params'] for r in runs if r['grid'] == 'tau_paper']   # exploratory: the paper's standard-KD value
+        assert [(p['method'], p['seed'], p['tau_teacher']) for p in late] == [('refilled', 0, 4.0)]
 
 
 @pytest.mark.needs_data('cifar100')
