@@ -30,7 +30,7 @@ help:
 	@echo "make docs-check - build the docs and load every page in headless Chromium (apt-get installs it when missing)"
 	@echo "make readme - regenerate README.md from nbs/index.ipynb"
 	@echo "make smoke-runs - re-record the smoke-scale papermill runs that make test verifies with nbval"
-	@echo "make bench  - print the CPU benchmarks (data pipeline, backbones, CM loss, step overhead, subnormal teacher weights)"
+	@echo "make bench  - print the CPU benchmarks (data pipeline, backbones, CM loss, step overhead, subnormal teacher weights, CPU code paths)"
 
 $(STAMP): settings.ini setup.py constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,9 +50,10 @@ clean-check: install
 
 # One pytest run, so one summary line counts everything: unit tests, one item per notebook in nbs/ (nbdev's runner,
 # `#| slow` and `#| gpu` cells skipped, cells of missing data sets too), the docs build and its browser check, and nbval
-# over the committed smoke-scale run records, on this CPU's code path here and on another one in tests/test_records.py.
+# over the committed smoke-scale run records: each once, those with numbers from training on another CPU code path in
+# tests/test_records.py (experiments/runs/smoke/conftest.py deselects them here), the others on this CPU's own.
 test: sync-check clean-check
-	$(BIN)/python -m pytest tests experiments/runs/smoke $(NBVAL) --durations=8
+	$(BIN)/python -m pytest tests experiments/runs/smoke $(NBVAL) --durations=15
 
 docs: install
 	$(BIN)/python tools/docs.py build
@@ -91,6 +92,7 @@ bench: install
 	$(BIN)/python benchmarks/cm_loss.py
 	$(BIN)/python benchmarks/step_overhead.py
 	$(BIN)/python benchmarks/subnormal_teacher.py
+	$(BIN)/python benchmarks/cpu_code_paths.py
 
 clean:
 	rm -rf _proc _docs .pytest_cache

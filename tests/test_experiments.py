@@ -420,9 +420,9 @@ def test_standard_kd_protocols_validate(name, grids):
 def test_standard_kd_methods_train_end_to_end(tmp_path):
     "Each standard-KD recipe trains on the preset at 100 % overlap, with RepDistiller's schedule reaching `fit`."
     from refilled.train import load_checkpoint
-    kw = dict(overlap=100, teacher='wrn_16_1', teacher_epochs=1, teacher_train_per_class=6, student='wrn_16_1', epochs=2, batch_size=32,
+    kw = dict(overlap=100, teacher='wrn_16_1', teacher_epochs=1, teacher_train_per_class=6, student='wrn_16_1', epochs=1, batch_size=32,
               train_per_class=6, val_per_class=3, lr_milestones='0.625,0.75,0.875', lr_decay=0.1, nesterov=False, kd_ce=0.1, kd_lam=0.9,
-              dkd_warmup=2, deterministic=True, verbose=False, work_dir=str(tmp_path))
+              dkd_warmup=1, deterministic=True, verbose=False, work_dir=str(tmp_path))
     for m in ('kd', 'dkd', 'fitnet', 'at', 'nst', 'rkd_joint'):
         row = distill(method=m, **kw)
         assert row['method'] == m and 0 <= row['test_acc_best_val'] <= 100 and row['test_acc_last10'] is not None, row

@@ -9,6 +9,9 @@ A record declares the data sets it reads (names are keys of `refilled.core.DATAS
 * the `needs` entry of its title cell's frontmatter list (`- needs: cifar100`), the convention of the notebooks in
   `nbs/`. A record without one takes its template's: the notebook of the same name in `nbs/experiments/` or `nbs/tutorials/`
   (`tools/record.py` keeps the name), so declaring it in the template covers records made before the declaration.
+
+A record with numbers from training that tests/test_records.py re-executes on another CPU code path in the same session
+is left out of the own-path run here (pytest counts its cells as deselected); run alone, it runs here as any record.
 """
 import ast
 from pathlib import Path
@@ -52,11 +55,27 @@ def record_needs(nb:Path)->dict:
     return needs
 
 
+# tests/test_records.py re-executes each record with numbers from training under another CPU code path (this test, one
+# item per record); a record that this session re-executes there is left out of its own-path run here (see there why).
+OTHER_PATH_TEST = 'test_a_record_passes_on_another_cpu_code_path'
+
+
+def runs_elsewhere(items)->set:
+    "The records that an item of `OTHER_PATH_TEST` among `items` will re-execute (one not marked to be skipped)."
+    return {Path(i.callspec.params['path']).resolve() for i in items
+            if getattr(i, 'originalname', None) == OTHER_PATH_TEST and not i.get_closest_marker('skip')}
+
+
+@pytest.hookimpl(trylast=True)   # after `-k`/`-m` selection and tests/conftest.py's data skips
 def pytest_collection_modifyitems(config, items):
-    reasons = {}
+    reasons, elsewhere = {}, runs_elsewhere(items)
     for item in items:
         path = Path(str(item.path)).resolve()
         if path.suffix != '.ipynb' or path.parent != HERE: continue
         if path not in reasons:
             reasons[path] = '; '.join(r for n, root in record_needs(path).items() if (r := missing_data_reason(n, root)))
         if reasons[path]: item.add_marker(pytest.mark.skip(reason=reasons[path]))
+    once = [i for i in items if Path(str(i.path)).resolve() in elsewhere]
+    if once:
+        config.hook.pytest_deselected(items=once)
+        items[:] = [i for i in items if Path(str(i.path)).resolve() not in elsewhere]
