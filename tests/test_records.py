@@ -25,10 +25,12 @@ SWEEP_TEMPLATE = ROOT/yaml.safe_load((ROOT/'experiments'/'params'/'smoke.yaml').
 TEMPLATE_DIRS = (ROOT/'nbs'/'experiments', ROOT/'nbs'/'tutorials')
 TEMPLATE_OF = {p: next((d/p.name for d in TEMPLATE_DIRS if (d/p.name).exists()), SWEEP_TEMPLATE) for p in RECORDS}
 NBVAL = ['--nbval', '--nbval-current-env', '--nbval-sanitize-with', str(ROOT/'experiments'/'nbval_sanitize.cfg')]
-# PyTorch's scalar (non-vectorised) ATen kernels and oneDNN limited to AVX (no AVX2, no FMA): a CPU code path other than
-# the one the records were made on (AVX2) and than AVX-512 machines take, open to any x86-64 machine (a cap, not a
-# demand). oneDNN at SSE4.1 would do too, but made a training step about five times slower here than at AVX2; AVX
-# about 1.6 times.
+# PyTorch's scalar (non-vectorised) ATen kernels and oneDNN limited to AVX (no AVX2, no FMA): a CPU code path other
+# than the one the records were made on (AVX2 or AVX-512), open to any x86-64 machine (a cap, not a demand). The
+# scalar kernels change a training's weights, and oneDNN at AVX changes them again; together they made a WRN-16-1
+# training step 2.25 times as slow as the own path on an AMD EPYC with AVX2, the scalar kernels alone 1.41 times
+# (benchmarks/cpu_code_paths.py; output in benchmarks/results/cpu_code_paths_cpu.txt). oneDNN at SSE4.1 would do
+# too, but an earlier session measured it about five times as slow.
 OTHER_PATH = {'ATEN_CPU_CAPABILITY': 'default', 'ONEDNN_MAX_CPU_ISA': 'AVX'}
 
 
