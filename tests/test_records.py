@@ -107,7 +107,9 @@ def test_a_record_passes_on_another_cpu_code_path(path):
     print(r.stdout[-3000:])
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     last = r.stdout.splitlines()[-1]
-    assert re.search(r'\b\d+ (passed|skipped)\b', last) and ' failed' not in last, last
+    if not re.search(r'\b\d+ passed\b', last) and re.search(r'\b\d+ skipped\b', last):   # its data set is missing
+        pytest.skip(next((l for l in r.stdout.splitlines() if l.startswith('SKIPPED')), last))
+    assert re.search(r'\b\d+ passed\b', last) and ' failed' not in last, last
 
 
 @pytest.mark.needs_data('cifar100')
