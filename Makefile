@@ -52,8 +52,17 @@ clean-check: install
 # `#| slow` and `#| gpu` cells skipped, cells of missing data sets too), the docs build and its browser check, and nbval
 # over the committed smoke-scale run records: each once, those with numbers from training on another CPU code path in
 # tests/test_records.py (experiments/runs/smoke/conftest.py deselects them here), the others on this CPU's own.
+#
+# The session runs on TEST_WORKERS pytest-xdist workers (one per core, at most 4), each with TEST_THREADS torch threads,
+# so that one worker's single-threaded work (imports, kernel starts, notebook runs, collection) overlaps another's
+# training. A group of items that must share a worker (a notebook's cells, a module's shared fixture) stays together
+# (tests/conftest.py, `xdist_group`). TEST_WORKERS=1 runs it in this process, as before.
+NPROC        := $(shell nproc 2>/dev/null || echo 1)
+TEST_WORKERS ?= $(shell n=$(NPROC); echo $$(( n < 4 ? n : 4 )))
+TEST_THREADS ?= $(shell echo $$(( $(NPROC) / $(TEST_WORKERS) > 0 ? $(NPROC) / $(TEST_WORKERS) : 1 )))
+XDIST        := $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: sync-check clean-check
-	$(BIN)/python -m pytest tests experiments/runs/smoke $(NBVAL) --durations=15
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest tests experiments/runs/smoke $(NBVAL) $(XDIST) --durations=15
 
 docs: install
 	$(BIN)/python tools/docs.py build

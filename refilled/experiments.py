@@ -7,9 +7,9 @@ __all__ = ['METHODS', 'OFFICIAL', 'TEACHER_KEYS', 'NORMS', 'CIFAR_OVERLAPS', 'PR
            'FOREIGN_TEACHER_KEYS', 'NCM_STAGES', 'RESULT_COLUMNS', 'COMMON_KEYS', 'SCHEDULE_KEYS', 'EXTRA_KEYS',
            'HPARAM_COLUMNS', 'RECORD_MARK', 'Stage', 'method', 'ParameterError', 'parse_norm', 'parse_key_map',
            'parse_milestones', 'parse_kwargs', 'parse_classes', 'validate_params', 'git_commit', 'device_name',
-           'cpu_name', 'preset_teacher_task', 'train_teacher', 'append_result', 'read_results', 'used_hparams',
-           'run_id', 'student_task', 'run_teacher', 'train_stages', 'readouts', 'diagnostics', 'result_row', 'distill',
-           'load_run', 'record_line', 'check_record']
+           'cpu_name', 'preset_teacher_task', 'measured_once', 'train_teacher', 'append_result', 'read_results',
+           'used_hparams', 'run_id', 'student_task', 'run_teacher', 'train_stages', 'readouts', 'diagnostics',
+           'result_row', 'distill', 'load_run', 'record_line', 'check_record']
 
 # %% ../nbs/08_experiments.ipynb #ad41e53d
 import csv, dataclasses, hashlib, inspect, io, json, math, os, platform, re, subprocess, time, warnings
@@ -431,6 +431,19 @@ def _fit_or_load_teacher(model, p, task, desc, device, amp)->str:
     return str(run_dir/'best.pt')
 
 
+# %% ../nbs/08_experiments.ipynb #f9e33e49
+def measured_once(fn, # computes the value (a number, or a dict or list of numbers) when the folder has none
+                  cache_dir:str|Path|None, # where values are kept (None: compute it, keep nothing)
+                  **what, # everything the value depends on: hashes of the weights and images, normalisation, ...
+                 ):
+    "`fn()`, kept in `cache_dir` under a key of `what` and read back by every later call with the same `what`."
+    if cache_dir is None: return fn()
+    f = Path(cache_dir)/f'{_key(what)}.json'
+    if f.exists(): return json.loads(f.read_text())['value']
+    value = fn()
+    f.parent.mkdir(parents=True, exist_ok=True); atomic_write_text(json.dumps(dict(what=what, value=value)), f)
+    return value
+
 # %% ../nbs/08_experiments.ipynb #cadd54b0
 @call_parse
 def train_teacher(dataset:str='cifar100', # the preset's source: 'cifar100', 'cub' or 'imagefolder:PATH'
@@ -465,10 +478,12 @@ def train_teacher(dataset:str='cifar100', # the preset's source: 'cifar100', 'cu
     seed_everything(p['teacher_seed']); model = create_model(p['teacher'], len(classes))
     desc = dict(dataset=p['dataset'], order=p['order'], model=p['teacher'], classes=classes, **_source_keys(p))
     ck_path = _fit_or_load_teacher(model, p, task, desc, device, amp)
-    model.to(device)
-    val = accuracy(predict(model, task.val_x, mean=mean, std=std, device=device), task.val_y) if len(task.val_y) else float('nan')
-    test = accuracy(predict(model, task.test_x, mean=mean, std=std, device=device), task.test_y)
-    return dict(desc, model_obj=model, checkpoint=ck_path, hash=state_dict_hash(model), val_acc=val, test_acc=test, task=task)
+    model.to(device); h = state_dict_hash(model)
+    def top1(x, y): return accuracy(predict(model, x, mean=mean, std=std, device=device), y) if len(y) else float('nan')
+    acc = measured_once(lambda: dict(val=top1(task.val_x, task.val_y), test=top1(task.test_x, task.test_y)),
+                        None if p['work_dir'] == 'temp' else _work_dir(p)/'measured', what='teacher accuracy', weights=h,
+                        val=tensor_hash(task.val_x, task.val_y), test=tensor_hash(task.test_x, task.test_y), mean=list(mean), std=list(std))
+    return dict(desc, model_obj=model, checkpoint=ck_path, hash=h, val_acc=acc['val'], test_acc=acc['test'], task=task)
 
 # %% ../nbs/08_experiments.ipynb #a385d860
 RESULT_COLUMNS = ['protocol', 'method', 'overlap', 'student', 'teacher', 'seed', 'epochs', 'best_val_epoch', 'test_acc_best_val',
@@ -825,8 +840,10 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
     task = student_task(p, work)
     T = run_teacher(p, task, device, work)
     seed_everything(p['seed']); s0 = create_model(p['student'], task.num_classes).to(device)
-    ncm_init = ncm_accuracy(s0, task.train_x, task.train_y, task.test_x, task.test_y, task.num_classes, mean=task.mean, std=task.std,
-                            device=device) if len(task.test_y) else None
+    ncm_init = measured_once(lambda: ncm_accuracy(s0, task.train_x, task.train_y, task.test_x, task.test_y, task.num_classes, mean=task.mean,
+                                                  std=task.std, device=device), work/'measured', what='NCM accuracy', weights=state_dict_hash(s0),
+                             train=tensor_hash(task.train_x, task.train_y), test=tensor_hash(task.test_x, task.test_y),
+                             mean=list(task.mean), std=list(task.std)) if len(task.test_y) else None
     student, stages, results, init_hash, calibs = train_stages(p, task, T, work, device)
     row = result_row(p, task, T, student, stages, results, init_hash, ncm_init, commit, device, calibs)
     if p['results_csv']: append_result(row, p['results_csv'])

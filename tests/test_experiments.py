@@ -423,12 +423,16 @@ def test_standard_kd_methods_train_end_to_end(tmp_path):
     kw = dict(overlap=100, teacher='wrn_16_1', teacher_epochs=1, teacher_train_per_class=6, student='wrn_16_1', epochs=1, batch_size=32,
               train_per_class=6, val_per_class=3, lr_milestones='0.625,0.75,0.875', lr_decay=0.1, nesterov=False, kd_ce=0.1, kd_lam=0.9,
               dkd_warmup=1, deterministic=True, verbose=False, work_dir=str(tmp_path))
+    rows = []
     for m in ('kd', 'dkd', 'fitnet', 'at', 'nst', 'rkd_joint'):
-        row = distill(method=m, **kw)
+        row = distill(method=m, **kw); rows.append(row)
         assert row['method'] == m and 0 <= row['test_acc_best_val'] <= 100 and row['test_acc_last10'] is not None, row
         cfg = load_checkpoint(Path(row['stage_dirs'][-1])/'last.pt')['config']
         assert (cfg['distiller'], cfg['milestones'], cfg['gamma'], cfg['nesterov']) == (
             {'rkd_joint': 'rkd'}.get(m, m), [0.625, 0.75, 0.875], 0.1, False), cfg
+    # the teacher's accuracies and the untrained student's NCM accuracy were measured once for the six runs (`measured_once`)
+    assert len({(r['teacher_test_acc'], r['ncm_acc_init']) for r in rows}) == 1, rows
+    assert len(list((tmp_path/'measured').glob('*.json'))) == 2
 
 
 def test_a_kernel_that_never_started_is_started_again(tmp_path, monkeypatch):

@@ -103,3 +103,30 @@ def test_modules_import_only_the_layers_below_them():
             else: continue
             if dep and dep in LAYERS and LAYERS.index(dep) >= LAYERS.index(m): bad.append(f'{m} imports {dep}')
     assert bad == []
+
+
+def test_make_test_keeps_a_notebook_and_a_shared_fixture_on_one_worker(tmp_path):
+    """`make test` runs on pytest-xdist workers (`--dist loadgroup`). A notebook's cells (each needs the one before it)
+    and the tests that share a module fixture stay on one worker; any other test is scheduled alone. With grouping lost
+    (pytest-xdist#1386) the notebook's cells are spread over the workers and fail."""
+    import nbformat, shutil, subprocess, sys
+    shutil.copy(ROOT/'tests'/'conftest.py', tmp_path/'conftest.py')
+    cells = [nbformat.v4.new_code_cell('x = 0')] + [nbformat.v4.new_code_cell(f'assert x == {i}; x += 1') for i in range(7)]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path/'chain.ipynb')
+    (tmp_path/'test_shared.py').write_text(
+        "import os, pytest\n"
+        "@pytest.fixture(scope='module')\n"
+        "def built():\n"
+        "    with open('builds.txt', 'a') as f: f.write(os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n"
+        "@pytest.mark.parametrize('i', range(8))\n"
+        "def test_shared(built, i): pass\n"
+        "@pytest.mark.parametrize('i', range(8))\n"
+        "def test_alone(i): pass\n")
+    r = subprocess.run([sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', '-v', '-n', '2', '--dist', 'loadgroup',
+                        '--nbval', '--nbval-current-env', '--rootdir', str(tmp_path), '-c', '/dev/null', str(tmp_path)],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and '24 passed' in r.stdout.splitlines()[-1], r.stdout[-3000:] + r.stderr[-2000:]
+    assert (tmp_path/'builds.txt').read_text().count('\n') == 1          # the module fixture was built once
+    done = [l.split()[-1] for l in r.stdout.splitlines() if ' PASSED ' in l]
+    assert sum(n.endswith('@notebook:chain.ipynb') for n in done) == 8 and sum(n.endswith('@module:test_shared.py') for n in done) == 8, done
+    assert sum('test_alone[' in n and '@' not in n for n in done) == 8, done
