@@ -9,7 +9,7 @@ __all__ = ['METHODS', 'OFFICIAL', 'TEACHER_KEYS', 'NORMS', 'CIFAR_OVERLAPS', 'PR
            'parse_milestones', 'parse_kwargs', 'parse_classes', 'validate_params', 'git_commit', 'device_name',
            'cpu_name', 'preset_teacher_task', 'measured_once', 'train_teacher', 'append_result', 'read_results',
            'used_hparams', 'run_id', 'student_task', 'run_teacher', 'train_stages', 'readouts', 'diagnostics',
-           'result_row', 'distill', 'load_run', 'record_line', 'check_record']
+           'result_row', 'untrained_ncm', 'distill', 'load_run', 'record_line', 'check_record']
 
 # %% ../nbs/08_experiments.ipynb #ad41e53d
 import csv, dataclasses, hashlib, inspect, io, json, math, os, platform, re, subprocess, time, warnings
@@ -757,6 +757,19 @@ def result_row(p:dict, task, T:dict, student, stages:list, results:list, init_ha
                 tau_value=next((float(f"{c['tau']:.4g}") for c in (calibs or []) if c), None) or used_hparams(stages)['tau_teacher'],
                 **{k: None if v is None else round(v, 4) for k, v in diagnostics(results).items()})
 
+# %% ../nbs/08_experiments.ipynb #f10b6da8
+def untrained_ncm(student:torch.nn.Module, # the student as initialised
+                  task, # its `Task` (NCM centres from the training images, accuracy on the test images)
+                  work:Path, # the run's work folder (the value is kept in work/'measured')
+                  device:torch.device)->float|None:
+    "NCM test accuracy of `student` as initialised, measured once per work folder; None when the task has no test images."
+    if not len(task.test_y): return None
+    return measured_once(lambda: ncm_accuracy(student, task.train_x, task.train_y, task.test_x, task.test_y, task.num_classes,
+                                              mean=task.mean, std=task.std, device=device),
+                         work/'measured', what='NCM accuracy', weights=state_dict_hash(student),
+                         train=tensor_hash(task.train_x, task.train_y), test=tensor_hash(task.test_x, task.test_y),
+                         mean=list(task.mean), std=list(task.std))
+
 # %% ../nbs/08_experiments.ipynb #90478521
 @call_parse
 def distill(protocol:str='smoke', # name of the parameter set this run belongs to (written in the results)
@@ -839,11 +852,7 @@ def distill(protocol:str='smoke', # name of the parameter set this run belongs t
     work, device = _work_dir(p), _resolve_device(p['device'])
     task = student_task(p, work)
     T = run_teacher(p, task, device, work)
-    seed_everything(p['seed']); s0 = create_model(p['student'], task.num_classes).to(device)
-    ncm_init = measured_once(lambda: ncm_accuracy(s0, task.train_x, task.train_y, task.test_x, task.test_y, task.num_classes, mean=task.mean,
-                                                  std=task.std, device=device), work/'measured', what='NCM accuracy', weights=state_dict_hash(s0),
-                             train=tensor_hash(task.train_x, task.train_y), test=tensor_hash(task.test_x, task.test_y),
-                             mean=list(task.mean), std=list(task.std)) if len(task.test_y) else None
+    seed_everything(p['seed']); ncm_init = untrained_ncm(create_model(p['student'], task.num_classes).to(device), task, work, device)
     student, stages, results, init_hash, calibs = train_stages(p, task, T, work, device)
     row = result_row(p, task, T, student, stages, results, init_hash, ncm_init, commit, device, calibs)
     if p['results_csv']: append_result(row, p['results_csv'])
