@@ -20,12 +20,13 @@ from pathlib import Path
 from .tasks import make_student_task
 from .train import load_checkpoint
 from .experiments import (METHODS, Stage, ParameterError, validate_params, student_task, run_teacher, train_stages,
-                                  append_result, git_commit, device_name, _work_dir, _resolve_device)
+                                  append_result, git_commit, device_name, cpu_name, _work_dir, _resolve_device)
 
 # %% auto #0
 __all__ = ['INCREMENTAL_CRITERIA', 'INCREMENTAL_METHODS', 'INCREMENTAL_COLUMNS', 'TABLE15', 'joint_weights', 'joint_predict',
            'incremental_scores', 'joint_labels', 'joint_margins', 'lwof_loss', 'LwoF', 'fisher_diagonal', 'ewc_penalty',
-           'EWC', 'old_rows', 'incremental_eval', 'with_lwof', 'teacher_lr_rows', 'incremental', 'incremental_table']
+           'EWC', 'sgd_curvature_limit', 'ewc_lam_bound', 'old_rows', 'incremental_eval', 'with_lwof',
+           'teacher_lr_rows', 'incremental', 'incremental_table']
 
 # %% ../nbs/11_incremental.ipynb #cf2de8fc
 def joint_weights(old_W:Tensor, # [|C'|, d] old-class weight vectors (rows)
@@ -217,6 +218,28 @@ class EWC(Distiller):
         pen = ewc_penalty([sp[n] for n in self.names], [tp[n] for n in self.names], [getattr(self, f'fisher_{i}') for i in range(len(self.names))])
         return logits, {'ce': F.cross_entropy(logits, y), 'ewc': self.lam * pen}
 
+# %% ../nbs/11_incremental.ipynb #6c745c5e
+def sgd_curvature_limit(momentum:float=0.9, nesterov:bool=True)->float:
+    "c(β): the largest η·h at which PyTorch's SGD still converges on a quadratic of curvature h."
+    return 2*(1 + momentum)/(1 + 2*momentum) if nesterov else 2*(1 + momentum)
+
+def ewc_lam_bound(fisher:dict, # {name: F_i}
+                  lr:float, momentum:float=0.9, nesterov:bool=True, weight_decay:float=0.,
+                 )->tuple: # (λ_max, the stiffest weight's name, its F)
+    "The λ at and above which SGD diverges on EWC's penalty alone."
+    name, f = max(((n, float(v.max())) for n, v in fisher.items()), key=lambda t: t[1])
+    return ((sgd_curvature_limit(momentum, nesterov)/lr - weight_decay)/f if f > 0 else math.inf), name, f
+
+# %% ../nbs/11_incremental.ipynb #29b56959
+@patch
+def check_sgd(self:EWC, *, lr:float, momentum:float, nesterov:bool, weight_decay:float):
+    "Refuse a λ at which SGD with these settings diverges on the penalty alone (`fit` calls this before training)."
+    bound, name, f = ewc_lam_bound({n: getattr(self, f'fisher_{i}') for i, n in enumerate(self.names)}, lr, momentum, nesterov, weight_decay)
+    if self.lam >= bound:
+        opt = f"lr {lr:g}, momentum {momentum:g}{' (Nesterov)' if nesterov else ''}, weight decay {weight_decay:g}"
+        raise InputError(f"EWC's lam={self.lam:g} is at or above {bound:.4g}, the largest at which SGD ({opt}) converges on its penalty: "
+                         f"the stiffest weight, {name}, has Fisher information {f:.4g}. Training would diverge; choose lam below {bound:.4g} or a smaller lr.")
+
 # %% ../nbs/11_incremental.ipynb #b7f9a49e
 def old_rows(d:nn.Module)->Tensor:
     "The old-class weight rows a trained model carries: an `LwoF` distiller's old head, else a teacher's (or any Backbone's) classifier."
@@ -287,7 +310,8 @@ def teacher_lr_rows(teacher, task, *, Cs=(0.01, 0.1, 1.0, 10.0), device=None)->t
 # %% ../nbs/11_incremental.ipynb #ea90b24d
 INCREMENTAL_COLUMNS = ['protocol', 'tag', 'method', 'student', 'teacher', 'seed', 'epochs', 'stage_epochs', 'acc_old', 'acc_new', 'acc_all',
                        'hm', 'new_test_acc', 'val_acc_best', 'lr_C', 'ewc_lam', 'lwof_weight', 'lwof_tau', 'train_per_class',
-                       'n_old_images', 'n_new_images', 'teacher_test_acc', 'teacher_hash', 'wall_s', 'device', 'commit', 'margin_old', 'margin_new']
+                       'n_old_images', 'n_new_images', 'teacher_test_acc', 'teacher_hash', 'wall_s', 'device', 'commit', 'margin_old', 'margin_new',
+                       'cpu']
 
 def _inc_params(method, ewc_lam, lwof_weight, lwof_tau, lr_Cs, params):
     if method not in INCREMENTAL_METHODS: raise ParameterError(f"parameter 'method' must be one of {list(INCREMENTAL_METHODS)}, got {method!r}")
@@ -303,17 +327,18 @@ def _inc_params(method, ewc_lam, lwof_weight, lwof_tau, lr_Cs, params):
 
 # %% ../nbs/11_incremental.ipynb #00190dee
 def _trained(p, ip, task, T, work, device):
-    "(embedding model, old rows, new rows, C-way test accuracy, best validation accuracy, stages) of the method's training."
+    "(embedding model, old rows, new rows, C-way test accuracy, best validation accuracy, stages, LR's C, seconds of the stages' epochs)."
     stages = INCREMENTAL_METHODS[ip['method']](p, ip)
     if not stages:   # Teacher + LR
         W, C, accs, clf = teacher_lr_rows(T['teacher'], task, Cs=ip['lr_Cs'], device=device)
         emb = embed_all(T['teacher'], task.test_x, mean=task.mean, std=task.std, device=device).cpu().numpy()
         acc = 100.0 * float((clf.predict(emb) == task.test_y.numpy()).mean())
-        return T['teacher'], old_rows(T['teacher']), W, acc, accs[C], [], C
+        return T['teacher'], old_rows(T['teacher']), W, acc, accs[C], [], C, None
     student, stages, results, _, _ = train_stages(p, task, T, work, device, stages=stages)
     saved = load_checkpoint(Path(results[-1].run_dir)/'best.pt')['model']
     old_W = saved['old_head.weight'] if 'old_head.weight' in saved else old_rows(T['teacher'])
-    return student.to(device).eval(), old_W, student.classifier.weight.detach(), results[-1].test_acc_best_val, results[-1].best_val, stages, None
+    secs = sum(h.get('secs', 0) for r in results for h in r.history)   # recorded per epoch: a resumed run keeps its earlier epochs' times
+    return student.to(device).eval(), old_W, student.classifier.weight.detach(), results[-1].test_acc_best_val, results[-1].best_val, stages, None, secs
 
 # %% ../nbs/11_incremental.ipynb #e827016e
 def _test_subset(x, y, n:int|None, seed:int)->tuple:
@@ -346,7 +371,7 @@ def incremental(method:str='refilled_lwof', # a key of `INCREMENTAL_METHODS`
     work, device = _work_dir(p), _resolve_device(p['device'])
     task = student_task(p, work); T = run_teacher(p, task, device, work)
     old = T['teacher_task']   # the old classes' test images, labelled in the teacher's order
-    model, old_W, new_W, new_acc, val, stages, C = _trained(p, ip, task, T, work, device)
+    model, old_W, new_W, new_acc, val, stages, C, secs = _trained(p, ip, task, T, work, device)
     (xo, yo), (xn, yn) = (_test_subset(t.test_x, t.test_y, test_per_class, p['seed']) for t in (old, task))
     s = incremental_eval(model, old_W.to(device), new_W.to(device), xo, yo, xn, yn, mean=task.mean, std=task.std, device=device)
     row = dict(protocol=p['protocol'], tag=p['tag'], method=method, student=p['student'] if stages and stages[0].init != 'teacher' else p['teacher'],
@@ -355,8 +380,8 @@ def incremental(method:str='refilled_lwof', # a key of `INCREMENTAL_METHODS`
                val_acc_best=None if val is None else round(val, 2), lr_C=C, ewc_lam=ip['ewc_lam'] if method == 'ewc' else None,
                lwof_weight=ip['lwof_weight'] if method.endswith('_lwof') else None, lwof_tau=ip['lwof_tau'] if method.endswith('_lwof') else None,
                train_per_class=p['train_per_class'], n_old_images=s['n_old_images'], n_new_images=s['n_new_images'],
-               teacher_test_acc=T.get('test_acc'), teacher_hash=T['hash'], wall_s=round(time.time() - t0, 1), device=device_name(device), commit=commit,
-               margin_old=round(s['margin_old'], 3), margin_new=round(s['margin_new'], 3))
+               teacher_test_acc=T.get('test_acc'), teacher_hash=T['hash'], wall_s=round(time.time() - t0 if secs is None else secs, 1), device=device_name(device), commit=commit,
+               margin_old=round(s['margin_old'], 3), margin_new=round(s['margin_new'], 3), cpu=cpu_name())
     if p['results_csv']: append_result(row, p['results_csv'], columns=INCREMENTAL_COLUMNS)
     return row
 

@@ -140,7 +140,7 @@ class FitResult:
 
 # %% ../nbs/06_train.ipynb #f16ed083
 def _check_fit_args(distiller, task, *, epochs, batch_size, lr, momentum, weight_decay, select, augment, resume, run_dir, verbose,
-                    test_every=0, test_last=0):
+                    test_every=0, test_last=0, nesterov=True):
     "Raise on anything `fit` cannot train with, naming the argument and what it accepts."
     if not isinstance(distiller, Distiller): raise TypeError(f"distiller must be a refilled Distiller, got {type(distiller).__name__}")
     for k, v in dict(epochs=epochs, batch_size=batch_size).items():
@@ -154,6 +154,8 @@ def _check_fit_args(distiller, task, *, epochs, batch_size, lr, momentum, weight
     if resume and run_dir is None: raise ValueError("resume=True needs a run_dir")
     if len(task.val_y) == 0 and select != 'last': raise ValueError("the task has no validation split; pass select='last' or build it with a hold-out")
     if verbose not in (True, False, 'epoch', 'bar'): raise ValueError(f"verbose must be True, False, 'epoch' or 'bar', got {verbose!r}")
+    check = getattr(distiller, 'check_sgd', None)   # the distiller's own limits on the optimiser (e.g. EWC's λ)
+    if check is not None: check(lr=lr, momentum=momentum, nesterov=bool(nesterov) and momentum > 0, weight_decay=weight_decay)
 
 # %% ../nbs/06_train.ipynb #631ce8f8
 def _task_norm(task, mean, std)->tuple:
@@ -338,7 +340,8 @@ def fit(distiller:Distiller, # the method to train (owns the student and the fro
        )->FitResult:
     "Train `distiller` on `task` for `epochs` epochs with SGD; select on validation (the model keeps the selected weights); checkpoint every epoch."
     _check_fit_args(distiller, task, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                    select=select, augment=augment, resume=resume, run_dir=run_dir, verbose=verbose, test_every=test_every, test_last=test_last)
+                    select=select, augment=augment, resume=resume, run_dir=run_dir, verbose=verbose, test_every=test_every, test_last=test_last,
+                    nesterov=nesterov)
     mean, std = _task_norm(task, mean, std)
     augment = _resolve_augment(augment, task)
     seed_everything(seed, deterministic=deterministic)
