@@ -292,7 +292,7 @@ INCREMENTAL_METHODS = {
     'teacher_lr': lambda p, ip: [],
     'teacher_ft': lambda p, ip: [Stage('vanilla', {}, p['epochs'], init='teacher')],
     'ewc': lambda p, ip: [Stage('ewc', {'lam': ip['ewc_lam'], **({'fisher_images': ip['fisher_images']} if ip['fisher_images'] else {})}, p['epochs'], init='teacher')],
-    'student_lwof': _gkd('student'), 'rkd_lwof': _gkd('rkd'),
+    'student_lwof': _gkd('student'), 'student_long_lwof': _gkd('student_long'), 'rkd_lwof': _gkd('rkd'),
     'refilled_emb_lwof': _gkd('refilled_emb'), 'refilled_minus_lwof': _gkd('refilled_minus'), 'refilled_lwof': _gkd('refilled'),
 }
 
@@ -407,7 +407,7 @@ def incremental_table(rows:list, # result rows (dicts with INCREMENTAL_COLUMNS)
         for j, k in enumerate(INCREMENTAL_CRITERIA):
             v = [float(r[k]) for r in rs]
             ours = f"{st.mean(v):.2f}" + (f" ± {st.stdev(v):.2f}" if len(v) > 1 else '') + f" ({len(v)})"
-            ref = TABLE15[m][j]
+            ref = TABLE15.get(m, (None,)*4)[j]
             cells.append(f"{ours + ('' if ref is None else f' [{ref:.2f}]'):>24}")
         out.append(f"{m:<20}" + ''.join(cells))
     return '\n'.join(out)
