@@ -748,7 +748,7 @@ def result_row(p:dict, task, T:dict, student, stages:list, results:list, init_ha
                 test_acc_last=None if emb_only else _r2(last.test_acc_last), val_acc_best=None if emb_only else _r2(last.best_val),
                 ncm_acc=None if s1 is None else _r2(s1.test_acc_best_val), val_ncm_best=None if s1 is None else _r2(s1.best_val),
                 ncm_acc_final=_r2(ncm_final), ncm_acc_init=_r2(ncm_init),
-                wall_s=round(sum(h.get('secs', 0) for r in results for h in r.history), 1),
+                wall_s=round(sum(r.epochs_s for r in results), 1),
                 device=device_name(device), cpu=cpu_name(), commit=commit, train_per_class=p['train_per_class'] or '',
                 teacher_test_acc=_r2(T['test_acc']), **used_hparams(stages), init_hash=init_hash,
                 teacher_hash=T['hash'], run_id=run_id(p), E=p['epochs'], data=p['data'] or p['dataset'],

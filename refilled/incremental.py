@@ -337,8 +337,7 @@ def _trained(p, ip, task, T, work, device):
     student, stages, results, _, _ = train_stages(p, task, T, work, device, stages=stages)
     saved = load_checkpoint(Path(results[-1].run_dir)/'best.pt')['model']
     old_W = saved['old_head.weight'] if 'old_head.weight' in saved else old_rows(T['teacher'])
-    secs = sum(h.get('secs', 0) for r in results for h in r.history)   # recorded per epoch: a resumed run keeps its earlier epochs' times
-    return student.to(device).eval(), old_W, student.classifier.weight.detach(), results[-1].test_acc_best_val, results[-1].best_val, stages, None, secs
+    return student.to(device).eval(), old_W, student.classifier.weight.detach(), results[-1].test_acc_best_val, results[-1].best_val, stages, None, sum(r.epochs_s for r in results)
 
 # %% ../nbs/11_incremental.ipynb #e827016e
 def _test_subset(x, y, n:int|None, seed:int)->tuple:

@@ -134,6 +134,11 @@ class FitResult:
     wall_s:float
     select:str
 
+    @property
+    def epochs_s(self)->float:
+        "Seconds of every recorded epoch, including those a resumed fit ran before it."
+        return sum(h.get('secs', 0) for h in self.history)
+
     def summary(self)->dict:
         "The headline numbers."
         return {k: getattr(self, k) for k in ('best_epoch', 'best_val', 'test_acc_best_val', 'test_acc_last', 'wall_s', 'select')}
