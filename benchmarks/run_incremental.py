@@ -17,7 +17,6 @@ import argparse, contextlib, multiprocessing as mp, os, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TEACHER_NET = ('teacher_lr', 'teacher_ft', 'ewc')
 SHARED_STAGE1 = ('refilled_lwof', 'refilled_emb_lwof', 'refilled_minus_lwof')
 ROW_KEYS = ('method', 'ewc_lam', 'lwof_weight', 'lwof_tau', 'lr_Cs', 'fisher_images', 'test_per_class')
 
@@ -52,6 +51,7 @@ def jobs(meta, csv, logs):
     """The file's rows not yet in `csv` as jobs (key, kind, kwargs, log path, the key of the job it waits for), in start order:
     by seed; in a seed, the shared first stages first, then the longest runs."""
     from refilled.experiments import read_results
+    from refilled.incremental import TEACHER_NETWORK
     done = {(r['method'], r['student'], str(r['seed'])) for r in read_results(csv) if r['protocol'] == meta['protocol']} if Path(csv).exists() else set()
     run = meta['run']
     common = dict(ewc_lam=meta['ewc_lam'], lwof_weight=meta['lwof_weight'], lwof_tau=meta['lwof_tau'], lr_Cs=meta['lr_Cs'],
@@ -60,7 +60,7 @@ def jobs(meta, csv, logs):
     out = []
     for seed in meta['seeds']:
         for m in meta['methods']:
-            for s in ([run['teacher']] if m in TEACHER_NET else meta['students']):
+            for s in ([run['teacher']] if m in TEACHER_NETWORK else meta['students']):
                 if (m, s, str(seed)) in done: continue
                 kw, dep = dict(common, method=m, student=s, seed=seed), None
                 if m in SHARED_STAGE1:

@@ -23,10 +23,11 @@ from .experiments import (METHODS, Stage, ParameterError, validate_params, stude
                                   append_result, git_commit, device_name, cpu_name, _work_dir, _resolve_device)
 
 # %% auto #0
-__all__ = ['INCREMENTAL_CRITERIA', 'INCREMENTAL_METHODS', 'INCREMENTAL_COLUMNS', 'TABLE15', 'joint_weights', 'joint_predict',
-           'incremental_scores', 'joint_labels', 'joint_margins', 'lwof_loss', 'LwoF', 'fisher_diagonal', 'ewc_penalty',
-           'EWC', 'sgd_curvature_limit', 'ewc_lam_bound', 'old_rows', 'incremental_eval', 'with_lwof',
-           'teacher_lr_rows', 'incremental', 'incremental_table']
+__all__ = ['INCREMENTAL_CRITERIA', 'INCREMENTAL_METHODS', 'TEACHER_NETWORK', 'INCREMENTAL_COLUMNS', 'TABLE15', 'joint_weights',
+           'joint_predict', 'incremental_scores', 'joint_labels', 'joint_margins', 'lwof_loss', 'LwoF',
+           'fisher_diagonal', 'ewc_penalty', 'EWC', 'sgd_curvature_limit', 'ewc_lam_bound', 'old_rows',
+           'incremental_eval', 'with_lwof', 'teacher_lr_rows', 'incremental', 'incremental_table', 'paired_differences',
+           'verdict']
 
 # %% ../nbs/11_incremental.ipynb #cf2de8fc
 def joint_weights(old_W:Tensor, # [|C'|, d] old-class weight vectors (rows)
@@ -295,6 +296,7 @@ INCREMENTAL_METHODS = {
     'student_lwof': _gkd('student'), 'student_long_lwof': _gkd('student_long'), 'rkd_lwof': _gkd('rkd'),
     'refilled_emb_lwof': _gkd('refilled_emb'), 'refilled_minus_lwof': _gkd('refilled_minus'), 'refilled_lwof': _gkd('refilled'),
 }
+TEACHER_NETWORK = ('teacher_lr', 'teacher_ft', 'ewc')   # they train (or read) the teacher's own network: one row per seed, its student the teacher
 
 # %% ../nbs/11_incremental.ipynb #d0d617ec
 def teacher_lr_rows(teacher, task, *, Cs=(0.01, 0.1, 1.0, 10.0), device=None)->tuple:
@@ -393,20 +395,37 @@ TABLE15 = {   # method: (C'→C∪C', C→C∪C', accuracy, harmonic mean); CUB,
 }
 
 def incremental_table(rows:list, # result rows (dicts with INCREMENTAL_COLUMNS)
-                      student:str|None=None, # keep the rows of this student (the teacher-network methods always)
+                      student:str|None=None, # keep the rows of this student (and those of the teacher-network methods)
                      )->str:
     "Methods × the four criteria: ours as mean ± sd (n), the paper's CUB figure in brackets."
     import statistics as st
-    head = f"{'method':<20}" + ''.join(f"{k:>24}" for k in INCREMENTAL_CRITERIA)
+    head = f"{'method':<20}" + ''.join(f"{k:>26}" for k in INCREMENTAL_CRITERIA)
     out = [head, '-'*len(head)]
     for m in INCREMENTAL_METHODS:
-        rs = [r for r in rows if r['method'] == m and (student is None or r['student'] in (student, r['teacher']))]
+        rs = [r for r in rows if r['method'] == m and (student is None or r['student'] == student or m in TEACHER_NETWORK)]
         if not rs: continue
         cells = []
         for j, k in enumerate(INCREMENTAL_CRITERIA):
             v = [float(r[k]) for r in rs]
             ours = f"{st.mean(v):.2f}" + (f" ± {st.stdev(v):.2f}" if len(v) > 1 else '') + f" ({len(v)})"
             ref = TABLE15.get(m, (None,)*4)[j]
-            cells.append(f"{ours + ('' if ref is None else f' [{ref:.2f}]'):>24}")
+            cells.append(f"{ours + ('' if ref is None else f' [{ref:.2f}]'):>26}")
         out.append(f"{m:<20}" + ''.join(cells))
     return '\n'.join(out)
+
+# %% ../nbs/11_incremental.ipynb #779ce48c
+def paired_differences(rows:list, # result rows of one protocol
+                       a:str='refilled_lwof', b:str='student_lwof', # the method compared, and the one it is compared with
+                       key:str='hm', # the criterion
+                      )->dict:
+    "{(student, seed): a's `key` minus b's} for every student and seed that has a row of both methods."
+    val = {(r['method'], r['student'], str(r['seed'])): float(r[key]) for r in rows if r['method'] in (a, b)}
+    return {(s, seed): round(val[(a, s, seed)] - v, 2) for (m, s, seed), v in sorted(val.items()) if m == b and (a, s, seed) in val}
+
+def verdict(diffs:list, # paired differences
+            n:int=3, # the number of pairs the rule needs
+           )->str:
+    "'holds' if all `n` differences are positive, 'fails' if all are negative, 'undecided' if their signs differ, else 'pending'."
+    if any(d > 0 for d in diffs) and any(d < 0 for d in diffs) or 0 in diffs: return 'undecided'
+    if len(diffs) < n: return 'pending'
+    return 'holds' if all(d > 0 for d in diffs) else 'fails'

@@ -93,16 +93,16 @@ def test_ewc_keeps_the_weights_that_matter_closer_than_fine_tuning():
     assert dist[big] < 0.75 * dist[0.0], dist
 
 
-@pytest.mark.parametrize('name', ['cpu_incremental', 'cub_incremental'])
+@pytest.mark.parametrize('name', ['cpu_incremental', 'gpu_incremental', 'cub_incremental'])
 def test_incremental_parameter_files_validate(name):
     "Every (method, student, seed) run of the incremental parameter files passes `incremental`'s checks, as the notebook calls it."
     import yaml
     from pathlib import Path
-    from refilled.incremental import _inc_params, INCREMENTAL_METHODS
+    from refilled.incremental import _inc_params, INCREMENTAL_METHODS, TEACHER_NETWORK
     f = yaml.safe_load((Path(__file__).resolve().parents[1]/'experiments'/'params'/f'{name}.yaml').read_text())
     assert set(f['methods']) == set(INCREMENTAL_METHODS)
     for m in f['methods']:
-        for s in ([f['run']['teacher']] if m in ('teacher_lr', 'teacher_ft', 'ewc') else f['students']):
+        for s in ([f['run']['teacher']] if m in TEACHER_NETWORK else f['students']):
             for seed in f['seeds']:
                 p, ip = _inc_params(m, f['ewc_lam'], f['lwof_weight'], f['lwof_tau'], f['lr_Cs'],
                                     dict(f['run'], protocol=f['protocol'], seed=seed, student=s, results_csv=f['results_csv'], work_dir=f['work_dir']))
@@ -110,3 +110,24 @@ def test_incremental_parameter_files_validate(name):
     if name == 'cub_incremental':
         assert p['dataset'] == 'imagefolder:cub100_proxy_128' and p['order'] == 'natural' and (p['size'], p['resize']) == (112, 128)
         assert f['students'] == ['mobilenet_v1', 'mobilenet_v1_075', 'mobilenet_v1_050', 'mobilenet_v1_025']
+    if name == 'gpu_incremental':   # the CPU protocol's runs on another device: every parameter but the names is the same
+        cpu = yaml.safe_load((Path(__file__).resolve().parents[1]/'experiments'/'params'/'cpu_incremental.yaml').read_text())
+        assert {k: v for k, v in f.items() if k not in ('protocol', 'work_dir', 'seeds')} == {k: v for k, v in cpu.items() if k not in ('protocol', 'work_dir', 'seeds')}
+
+def test_incremental_table_keeps_each_students_rows_apart():
+    "A student method run with the teacher's architecture belongs to that student's table only; the teacher-network methods to every table."
+    from refilled.incremental import incremental_table
+    rows = [dict(method=m, student=s, teacher='wrn_16_2', acc_old=a, acc_new=a, acc_all=a, hm=a) for m, s, a in
+            [('ewc', 'wrn_16_2', 30.), ('student_lwof', 'wrn_16_2', 31.), ('student_lwof', 'wrn_16_1', 25.), ('student_lwof', 'wrn_16_1', 27.)]]
+    def hm(student, method): return [l for l in incremental_table(rows, student=student).splitlines() if l.split()[0] == method][0].split('(')[-2]
+    assert '26.00 ± 1.41 ' in hm('wrn_16_1', 'student_lwof') and '31.00 ' in hm('wrn_16_2', 'student_lwof')
+    assert '30.00 ' in hm('wrn_16_1', 'ewc') and '30.00 ' in hm('wrn_16_2', 'ewc')
+
+def test_claim_verdict_from_paired_rows():
+    "REFILLED minus Student (+ LwoF) per student and seed, and the rule: all positive holds, all negative fails, mixed signs undecided."
+    from refilled.incremental import paired_differences, verdict
+    rows = [dict(method=m, student='w', seed=seed, hm=h) for m, seed, h in
+            [('refilled_lwof', 0, 28.42), ('student_lwof', 0, 31.26), ('refilled_lwof', 1, 26.74), ('student_lwof', 1, 30.34), ('refilled_lwof', 2, 30.)]]
+    d = paired_differences(rows)
+    assert d == {('w', '0'): -2.84, ('w', '1'): -3.6}
+    assert verdict(list(d.values())) == 'pending' and verdict([*d.values(), -0.01]) == 'fails' and verdict([*d.values(), 0.5]) == 'undecided'
