@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from .tasks import make_student_task
 from .train import load_checkpoint
-from .experiments import (METHODS, Stage, ParameterError, validate_params, student_task, run_teacher, train_stages,
+from .experiments import (METHODS, Stage, _r2, ParameterError, validate_params, student_task, run_teacher, train_stages,
                                   append_result, git_commit, device_name, cpu_name, _work_dir, _resolve_device)
 
 # %% auto #0
@@ -381,7 +381,7 @@ def incremental(method:str='refilled_lwof', # a key of `INCREMENTAL_METHODS`
                val_acc_best=None if val is None else round(val, 2), lr_C=C, ewc_lam=ip['ewc_lam'] if method == 'ewc' else None,
                lwof_weight=ip['lwof_weight'] if method.endswith('_lwof') else None, lwof_tau=ip['lwof_tau'] if method.endswith('_lwof') else None,
                train_per_class=p['train_per_class'], n_old_images=s['n_old_images'], n_new_images=s['n_new_images'],
-               teacher_test_acc=T.get('test_acc'), teacher_hash=T['hash'], wall_s=round(time.time() - t0 if secs is None else secs, 1), device=device_name(device), commit=commit,
+               teacher_test_acc=_r2(T.get('test_acc')), teacher_hash=T['hash'], wall_s=round(time.time() - t0 if secs is None else secs, 1), device=device_name(device), commit=commit,
                margin_old=round(s['margin_old'], 3), margin_new=round(s['margin_new'], 3), cpu=cpu_name())
     if p['results_csv']: append_result(row, p['results_csv'], columns=INCREMENTAL_COLUMNS)
     return row
