@@ -19,10 +19,10 @@ test -f .gpu_data/cifar100.npz.xz || { echo "missing .gpu_data/cifar100.npz.xz: 
 python3 -c "import fastcore" 2>/dev/null || python3 -m pip install -q --no-index --find-links .whl fastcore
 data=/tmp/refilled-data; mkdir -p "$data/cifar100"
 test -f "$data/cifar100/cifar100.npz" || python3 benchmarks/unpack_gpu_data.py .gpu_data/cifar100.npz.xz "$data"
+nproc; grep -o -m1 'avx512f' /proc/cpuinfo || true      # before OMP_NUM_THREADS, which nproc reports instead
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" REFILLED_DATA="$data" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 nvidia-smi -L || true
 python3 -c "import torch, sklearn; print('torch', torch.__version__, '| sklearn', sklearn.__version__, '| cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
-nproc; grep -o -m1 'avx512f' /proc/cpuinfo || true
 git rev-parse --short=10 HEAD 2>/dev/null || true
 test -f "$OUT/results.csv" || cp experiments/results/incremental_cifar.csv "$OUT/results.csv"     # rows already there are skipped
 status=0

@@ -47,7 +47,8 @@ for seed in seeds:
     test |= set(s.test_index.tolist()) | set(t.test_index.tolist())
 tr, te = np.zeros(len(full.train_y), bool), np.zeros(len(full.test_y), bool)
 tr[sorted(train)] = True; te[sorted(test)] = True
-tmp = Path(tempfile.mkdtemp())/'cifar100'; tmp.mkdir()
+_tmpdir = tempfile.TemporaryDirectory()   # the plain file the check rebuilds the tasks from (about 180 MB), removed at exit
+tmp = Path(_tmpdir.name)/'cifar100'; tmp.mkdir()
 small = dict(train_x=np.where(tr[:, None, None, None], full.train_x, 0), train_y=np.asarray(full.train_y),
              test_x=np.where(te[:, None, None, None], full.test_x, 0), test_y=np.asarray(full.test_y), fine_label_names=np.asarray(full.fine_label_names))
 np.savez(tmp/'cifar100.npz', **small)

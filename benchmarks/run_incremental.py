@@ -13,7 +13,7 @@ The REFILLED variants of one student and seed share their first stage (the same 
 training): a job trains it alone first, and the three variants' jobs start once it is done, so that no two processes
 train that stage at once. Jobs start by seed, then longest first, so that a deadline leaves whole seeds done.
 """
-import argparse, contextlib, multiprocessing as mp, os, sys, time
+import argparse, contextlib, multiprocessing as mp, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

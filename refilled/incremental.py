@@ -425,7 +425,7 @@ def paired_differences(rows:list, # result rows of one protocol
 def verdict(diffs:list, # paired differences
             n:int=3, # the number of pairs the rule needs
            )->str:
-    "'holds' if all `n` differences are positive, 'fails' if all are negative, 'undecided' if their signs differ, else 'pending'."
+    "'holds' if all `n` differences are positive, 'fails' if all are negative, 'undecided' if their signs differ or one is zero, else 'pending'."
     if any(d > 0 for d in diffs) and any(d < 0 for d in diffs) or 0 in diffs: return 'undecided'
     if len(diffs) < n: return 'pending'
     return 'holds' if all(d > 0 for d in diffs) else 'fails'
