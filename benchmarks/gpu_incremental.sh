@@ -9,24 +9,37 @@
 #     python benchmarks/make_incremental_data.py experiments/params/gpu_incremental.yaml --seeds 0 1   # -> .gpu_data/cifar100.npz.xz
 #     pip download --no-deps -c constraints.txt -d .whl fastcore                               # -> .whl/fastcore-*.whl
 # Then the device tool: run(command="bash benchmarks/gpu_incremental.sh", carry=[".gpu_data", ".whl"], timeout_s=...)
-# and, after it, append $OUT/results.csv's new rows to experiments/results/incremental_cifar.csv (PROVENANCE.md says
-# where they ran). A second call on the same (warm) machine resumes every unfinished run from its checkpoints.
+# and, after it, append $OUT/results.csv's new rows to the parameter file's results file (PROVENANCE.md says where
+# they ran). A second call on the same (warm) machine resumes every unfinished run from its checkpoints.
+#
+# Another parameter file: PARAMS=experiments/params/cub_incremental.yaml DATA_DIR=.gpu_cub SEEDS=0 STUDENTS=mobilenet_v1,
+# with the image folder packed here (`tar -czf .gpu_cub/cub100_proxy_128.tar.gz -C $REFILLED_DATA cub100_proxy_128`;
+# every *.tar.gz of DATA_DIR is unpacked into the data folder) and a Pillow wheel for the machine's Python in .whl
+# (`pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d .whl pillow`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKERS=${WORKERS:-14}; LIMIT=${LIMIT:-540}; SEEDS=${SEEDS:-0 1}; PARAMS=${PARAMS:-experiments/params/gpu_incremental.yaml}
-OUT=${OUT:-benchmarks/out}; mkdir -p "$OUT"
-test -f .gpu_data/cifar100.npz.xz || { echo "missing .gpu_data/cifar100.npz.xz: run benchmarks/make_incremental_data.py here first"; exit 1; }
+OUT=${OUT:-benchmarks/out}; DATA_DIR=${DATA_DIR:-.gpu_data}; STUDENTS=${STUDENTS:-}; mkdir -p "$OUT"
+compgen -G "$DATA_DIR/*.tar.gz" >/dev/null || test -f "$DATA_DIR/cifar100.npz.xz" ||
+  { echo "no data in $DATA_DIR: run benchmarks/make_incremental_data.py (CIFAR) or pack the image folder (above) here first"; exit 1; }
 python3 -c "import fastcore" 2>/dev/null || python3 -m pip install -q --no-index --find-links .whl fastcore
-data=/tmp/refilled-data; mkdir -p "$data/cifar100"
-test -f "$data/cifar100/cifar100.npz" || python3 benchmarks/unpack_gpu_data.py .gpu_data/cifar100.npz.xz "$data"
+python3 -c "import PIL" 2>/dev/null || ! ls .whl/pillow-* >/dev/null 2>&1 || python3 -m pip install -q --no-index --find-links .whl pillow
+data=/tmp/refilled-data; mkdir -p "$data"
+if [ -f "$DATA_DIR/cifar100.npz.xz" ] && [ ! -f "$data/cifar100/cifar100.npz" ]; then
+  mkdir -p "$data/cifar100"; python3 benchmarks/unpack_gpu_data.py "$DATA_DIR/cifar100.npz.xz" "$data"
+fi
+for t in "$DATA_DIR"/*.tar.gz; do [ -e "$t" ] && tar -xzf "$t" -C "$data" && echo "unpacked $t"; done
 nproc; grep -o -m1 'avx512f' /proc/cpuinfo || true      # before OMP_NUM_THREADS, which nproc reports instead
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" REFILLED_DATA="$data" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 nvidia-smi -L || true
 python3 -c "import torch, sklearn; print('torch', torch.__version__, '| sklearn', sklearn.__version__, '| cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
 git rev-parse --short=10 HEAD 2>/dev/null || true
-test -f "$OUT/results.csv" || cp experiments/results/incremental_cifar.csv "$OUT/results.csv"     # rows already there are skipped
+csv=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['results_csv'])" "$PARAMS")
+test -f "$OUT/results.csv" || ! test -f "$csv" || cp "$csv" "$OUT/results.csv"     # rows already there are skipped
 status=0
-timeout "$LIMIT" python3 benchmarks/run_incremental.py "$PARAMS" --seeds $SEEDS --workers "$WORKERS" --results "$OUT/results.csv" --logs "$OUT/logs" || status=$?
+timeout "$LIMIT" python3 benchmarks/run_incremental.py "$PARAMS" --seeds $SEEDS ${STUDENTS:+--students $STUDENTS} --workers "$WORKERS" \
+  --results "$OUT/results.csv" --logs "$OUT/logs" || status=$?
 [ "$status" = 124 ] && echo "stopped at the ${LIMIT}-s limit: call again to resume the unfinished runs (checkpoints stay on this machine until it goes back)"
 tar -czf "$OUT/logs.tgz" -C "$OUT" logs
-echo "exit $status; gpu_incremental rows in $OUT/results.csv: $(grep -c '^gpu_incremental,' "$OUT/results.csv" || true)"
+proto=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['protocol'])" "$PARAMS")
+echo "exit $status; $proto rows in $OUT/results.csv: $(grep -c "^$proto," "$OUT/results.csv" 2>/dev/null || true)"
