@@ -12,7 +12,7 @@
 # and, after it, append $OUT/results.csv's new rows to the parameter file's results file (PROVENANCE.md says where
 # they ran). A second call on the same (warm) machine resumes every unfinished run from its checkpoints.
 #
-# Another parameter file: PARAMS=experiments/params/cub_incremental.yaml DATA_DIR=.gpu_cub SEEDS=0 STUDENTS=mobilenet_v1,
+# Another parameter file: PARAMS=experiments/params/cub_incremental.yaml DATA_DIR=.gpu_cub SEEDS=0 STUDENTS=mobilenet_v1
 # with the image folder packed here (`tar -czf .gpu_cub/cub100_proxy_128.tar.gz -C $REFILLED_DATA cub100_proxy_128`;
 # every *.tar.gz of DATA_DIR is unpacked into the data folder) and a Pillow wheel for the machine's Python in .whl
 # (`pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d .whl pillow`).
@@ -28,7 +28,7 @@ data=/tmp/refilled-data; mkdir -p "$data"
 if [ -f "$DATA_DIR/cifar100.npz.xz" ] && [ ! -f "$data/cifar100/cifar100.npz" ]; then
   mkdir -p "$data/cifar100"; python3 benchmarks/unpack_gpu_data.py "$DATA_DIR/cifar100.npz.xz" "$data"
 fi
-for t in "$DATA_DIR"/*.tar.gz; do [ -e "$t" ] && tar -xzf "$t" -C "$data" && echo "unpacked $t"; done
+for t in "$DATA_DIR"/*.tar.gz; do if [ -e "$t" ]; then tar -xzf "$t" -C "$data"; echo "unpacked $t"; fi; done
 nproc; grep -o -m1 'avx512f' /proc/cpuinfo || true      # before OMP_NUM_THREADS, which nproc reports instead
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" REFILLED_DATA="$data" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 nvidia-smi -L || true
