@@ -23,7 +23,7 @@ OUT=${OUT:-benchmarks/out}; DATA_DIR=${DATA_DIR:-.gpu_data}; STUDENTS=${STUDENTS
 compgen -G "$DATA_DIR/*.tar.gz" >/dev/null || test -f "$DATA_DIR/cifar100.npz.xz" ||
   { echo "no data in $DATA_DIR: run benchmarks/make_incremental_data.py (CIFAR) or pack the image folder (above) here first"; exit 1; }
 python3 -c "import fastcore" 2>/dev/null || python3 -m pip install -q --no-index --find-links .whl fastcore
-python3 -c "import PIL" 2>/dev/null || ! ls .whl/pillow-* >/dev/null 2>&1 || python3 -m pip install -q --no-index --find-links .whl pillow
+if ! python3 -c "import PIL" 2>/dev/null && compgen -G ".whl/pillow-*" >/dev/null; then python3 -m pip install -q --no-index --find-links .whl pillow; fi
 data=/tmp/refilled-data; mkdir -p "$data"
 if [ -f "$DATA_DIR/cifar100.npz.xz" ] && [ ! -f "$data/cifar100/cifar100.npz" ]; then
   mkdir -p "$data/cifar100"; python3 benchmarks/unpack_gpu_data.py "$DATA_DIR/cifar100.npz.xz" "$data"
@@ -34,12 +34,11 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" REFILLED_DATA="$data" PYTHON
 nvidia-smi -L || true
 python3 -c "import torch, sklearn; print('torch', torch.__version__, '| sklearn', sklearn.__version__, '| cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
 git rev-parse --short=10 HEAD 2>/dev/null || true
-csv=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['results_csv'])" "$PARAMS")
+read -r csv proto < <(python3 -c "import sys, yaml; f = yaml.safe_load(open(sys.argv[1])); print(f['results_csv'], f['protocol'])" "$PARAMS")
 test -f "$OUT/results.csv" || ! test -f "$csv" || cp "$csv" "$OUT/results.csv"     # rows already there are skipped
 status=0
 timeout "$LIMIT" python3 benchmarks/run_incremental.py "$PARAMS" --seeds $SEEDS ${STUDENTS:+--students $STUDENTS} --workers "$WORKERS" \
   --results "$OUT/results.csv" --logs "$OUT/logs" || status=$?
 [ "$status" = 124 ] && echo "stopped at the ${LIMIT}-s limit: call again to resume the unfinished runs (checkpoints stay on this machine until it goes back)"
 tar -czf "$OUT/logs.tgz" -C "$OUT" logs
-proto=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['protocol'])" "$PARAMS")
 echo "exit $status; $proto rows in $OUT/results.csv: $(grep -c "^$proto," "$OUT/results.csv" 2>/dev/null || true)"
